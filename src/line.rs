@@ -1,0 +1,180 @@
+//! Line framing: bytes in, whole lines out (PROTOCOL.md section 1).
+//!
+//! TCP is a byte stream, so a [`LineReader`] keeps the unfinished tail of the
+//! stream between reads and hands out each complete line exactly once, however
+//! the bytes were split. Lines longer than the limit are never handed out: the
+//! caller gets one [`Frame::TooLong`] per such line and the rest of it, up to
+//! the next LF, is skipped.
+
+/// One unit the framer hands to its caller.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Frame<'a> {
+    /// A complete line without its LF and without a CR right before the LF.
+    Line(&'a [u8]),
+    /// A line passed the limit; reported once, as soon as it is known.
+    TooLong,
+}
+
+/// Capacity above which an empty partial-line buffer is given back, so an idle
+/// connection holds no large buffer after a burst.
+const KEEP_CAPACITY: usize = 1024;
+
+/// Reassembles lines from a byte stream.
+#[derive(Debug)]
+pub struct LineReader {
+    /// Bytes of the line that has started but not ended yet.
+    partial: Vec<u8>,
+    /// True while the rest of an over-long line is being skipped.
+    discarding: bool,
+    /// The longest line accepted, in bytes, counting neither LF nor a CR before it.
+    max_line: usize,
+}
+
+impl LineReader {
+    /// A reader that accepts lines of at most `max_line` bytes.
+    pub fn new(max_line: usize) -> Self {
+        LineReader {
+            partial: Vec::new(),
+            discarding: false,
+            max_line,
+        }
+    }
+
+    /// Bytes held for an unfinished line (for tests and memory accounting).
+    pub fn buffered(&self) -> usize {
+        self.partial.len()
+    }
+
+    /// Heap capacity held by this reader.
+    pub fn capacity(&self) -> usize {
+        self.partial.capacity()
+    }
+
+    /// Feeds `data` in and calls `on` for every frame it completes, in order.
+    /// `on` returns `false` to stop early (the connection is closing); the
+    /// bytes after that point are dropped.
+    pub fn feed(&mut self, mut data: &[u8], mut on: impl FnMut(Frame<'_>) -> bool) {
+        while !data.is_empty() {
+            match data.iter().position(|&b| b == b'\n') {
+                Some(nl) => {
+                    let (head, rest) = (&data[..nl], &data[nl + 1..]);
+                    data = rest;
+                    let keep_going = if self.discarding {
+                        self.discarding = false;
+                        true
+                    } else if self.partial.is_empty() {
+                        self.finish(head, &mut on)
+                    } else {
+                        let mut partial = std::mem::take(&mut self.partial);
+                        partial.extend_from_slice(head);
+                        let go = self.finish(&partial, &mut on);
+                        partial.clear();
+                        if partial.capacity() <= KEEP_CAPACITY {
+                            self.partial = partial;
+                        }
+                        go
+                    };
+                    if !keep_going {
+                        return;
+                    }
+                }
+                None => {
+                    if !self.discarding {
+                        // A CR may still be dropped if an LF follows, so up to
+                        // max_line + 1 bytes may wait for the next read.
+                        if self.partial.len() + data.len() > self.max_line + 1 {
+                            self.partial = Vec::new();
+                            self.discarding = true;
+                            on(Frame::TooLong);
+                        } else {
+                            self.partial.extend_from_slice(data);
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Hands out one finished line (CR stripped) or reports it as too long.
+    fn finish(&self, line: &[u8], on: &mut impl FnMut(Frame<'_>) -> bool) -> bool {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.len() > self.max_line {
+            on(Frame::TooLong)
+        } else {
+            on(Frame::Line(line))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(reader: &mut LineReader, chunks: &[&[u8]]) -> Vec<Result<Vec<u8>, ()>> {
+        let mut out = Vec::new();
+        for c in chunks {
+            reader.feed(c, |f| {
+                out.push(match f {
+                    Frame::Line(l) => Ok(l.to_vec()),
+                    Frame::TooLong => Err(()),
+                });
+                true
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn splits_and_merges() {
+        let mut r = LineReader::new(100);
+        let got = frames(&mut r, &[b"he", b"llo\nwor", b"ld\r\n\nx"]);
+        assert_eq!(
+            got,
+            vec![Ok(b"hello".to_vec()), Ok(b"world".to_vec()), Ok(vec![])]
+        );
+        assert_eq!(r.buffered(), 1);
+    }
+
+    #[test]
+    fn exact_limit_passes_and_limit_plus_one_fails_once() {
+        let mut r = LineReader::new(4);
+        let got = frames(&mut r, &[b"abcd\n", b"abcd\r\n", b"abcde\n", b"ok\n"]);
+        assert_eq!(
+            got,
+            vec![
+                Ok(b"abcd".to_vec()),
+                Ok(b"abcd".to_vec()),
+                Err(()),
+                Ok(b"ok".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn long_line_over_many_reads_reports_once() {
+        let mut r = LineReader::new(4);
+        let got = frames(&mut r, &[b"abc", b"def", b"ghi", b"jkl\nok\n"]);
+        assert_eq!(got, vec![Err(()), Ok(b"ok".to_vec())]);
+        assert_eq!(r.capacity(), 0);
+    }
+
+    #[test]
+    fn cr_not_before_lf_counts() {
+        let mut r = LineReader::new(4);
+        // Four bytes, then a CR that turns out not to end the line.
+        let got = frames(&mut r, &[b"abcd\r", b"x\n"]);
+        assert_eq!(got, vec![Err(())]);
+    }
+
+    #[test]
+    fn stop_early_drops_rest() {
+        let mut r = LineReader::new(10);
+        let mut n = 0;
+        r.feed(b"a\nb\nc", |_| {
+            n += 1;
+            false
+        });
+        assert_eq!(n, 1);
+    }
+}

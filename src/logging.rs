@@ -1,0 +1,53 @@
+//! Logging set-up shared by the binaries: `log` + `simple_logger`, to stderr,
+//! so a client's chat output on stdout stays clean.
+
+use log::LevelFilter;
+
+/// Picks the level from `--log-level` if given, else from the count of `-v`
+/// and `-q` flags around `default`.
+pub fn level(
+    explicit: Option<LevelFilter>,
+    default: LevelFilter,
+    verbose: u8,
+    quiet: u8,
+) -> LevelFilter {
+    if let Some(l) = explicit {
+        return l;
+    }
+    const ORDER: [LevelFilter; 6] = [
+        LevelFilter::Off,
+        LevelFilter::Error,
+        LevelFilter::Warn,
+        LevelFilter::Info,
+        LevelFilter::Debug,
+        LevelFilter::Trace,
+    ];
+    let base = ORDER.iter().position(|&l| l == default).unwrap_or(3) as i32;
+    let i = (base + i32::from(verbose) - i32::from(quiet)).clamp(0, 5) as usize;
+    ORDER[i]
+}
+
+/// Installs the logger at `level`. Safe to call once per process.
+pub fn init(level: LevelFilter) {
+    let _ = simple_logger::SimpleLogger::new()
+        .with_level(level)
+        .with_utc_timestamps()
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels() {
+        assert_eq!(level(None, LevelFilter::Info, 0, 0), LevelFilter::Info);
+        assert_eq!(level(None, LevelFilter::Info, 1, 0), LevelFilter::Debug);
+        assert_eq!(level(None, LevelFilter::Info, 0, 2), LevelFilter::Error);
+        assert_eq!(level(None, LevelFilter::Info, 0, 9), LevelFilter::Off);
+        assert_eq!(
+            level(Some(LevelFilter::Trace), LevelFilter::Info, 0, 3),
+            LevelFilter::Trace
+        );
+    }
+}
