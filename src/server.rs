@@ -288,6 +288,8 @@ impl Server {
     /// Runs the loop until shutdown has finished.
     pub fn run(mut self) -> io::Result<()> {
         log::info!("listening on {}", self.addr);
+        let port = self.addr.port();
+        log::info!("join with: chat-client localhost {port}   (or: nc localhost {port})");
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
@@ -332,9 +334,12 @@ impl Server {
             }
             self.settle(now);
             if let Some(by) = self.shutdown_by {
-                if self.conns.is_empty() || now >= by {
+                // Done once every connection has been told, flushed and sent
+                // its FIN (or the drain time is up).
+                if self.conns.iter().all(|(_, c)| c.shut) || now >= by {
+                    let cut = self.conns.iter().filter(|(_, c)| !c.shut).count();
                     log::info!(
-                        "shut down ({} connection(s) still open were closed)",
+                        "shut down: {} connection(s) closed, {cut} with output not fully sent",
                         self.conns.len()
                     );
                     return Ok(());
