@@ -17,9 +17,13 @@
 //!   lines to the room, appends its output to per-connection buffers, flushes
 //!   each connection once per iteration, sweeps idle connections, and shuts
 //!   down on SIGINT/SIGTERM.
+//! - [`bench`]: the load generator behind `chat-bench`: many clients in
+//!   one thread over loopback, fan-out/ramp/connect scenarios, latency
+//!   histogram and `/proc` readings (see `BENCHMARKS.md`).
 //! - [`logging`]: log set-up shared by the binaries (logs go to stderr).
 //! - `src/bin/`: thin `main`s that parse flags and call the library.
 
+pub mod bench;
 pub mod line;
 pub mod logging;
 pub mod room;

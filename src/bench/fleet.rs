@@ -1,0 +1,651 @@
+//! A fleet of chat clients in one thread: one `mio::Poll`, edge-triggered,
+//! every socket read until `WouldBlock`, lines split in place out of one
+//! reused read buffer.
+//!
+//! Client `i` logs in as `PREFIX{i}`. Clients `0..senders` send chat lines
+//! whose text starts with a sequence number and the instant the line was
+//! *scheduled* (both hex), padded so that the line every user receives,
+//! `NAME: TEXT\n`, has exactly the configured size. Every client checks each
+//! sender's sequence (a gap is a lost line, a step back a reordering) and
+//! records latency = time of the read that returned the line minus its
+//! scheduled time, so a late send or a slow server cannot hide.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use mio::net::TcpStream;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use super::hist::Histogram;
+use super::sys::{now_ns, TimerFd};
+
+const TIMER: Token = Token(usize::MAX);
+/// Bytes per `read`.
+const READ_BUF: usize = 256 * 1024;
+/// Hex digits of the sequence number and of the scheduled time in a line.
+const SEQ_HEX: usize = 8;
+const TIME_HEX: usize = 16;
+/// The longest a single `poll` waits, so callers re-check their deadlines.
+const MAX_BLOCK: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Connecting, waiting for the greeting.
+    Greeting,
+    /// Sent the name, waiting for its own join notice.
+    Naming,
+    /// In the room.
+    In,
+    /// Closed by the server (or failed).
+    Gone,
+}
+
+struct Client {
+    stream: TcpStream,
+    state: State,
+    /// Start of a line that has not ended yet (usually empty).
+    partial: Vec<u8>,
+    /// Bytes the kernel has not taken yet (usually empty).
+    out: Vec<u8>,
+}
+
+/// What the fleet has seen so far.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    /// `joined the chat!` notices received, over all clients.
+    pub joins: u64,
+    /// Clients that have seen their own join notice.
+    pub logged_in: usize,
+    /// When the last client saw its own join notice.
+    pub last_login_ns: u64,
+    /// When the last join notice was read.
+    pub last_join_ns: u64,
+    /// Chat lines from our senders received, over all clients.
+    pub chat: u64,
+    /// ... of which were read inside the measuring window.
+    pub chat_in_window: u64,
+    /// ... of which were read at or after the start of the window.
+    pub chat_since_window: u64,
+    /// When the last chat line was read.
+    pub last_chat_ns: u64,
+    /// Lines missing in a sender's sequence, seen as gaps.
+    pub gaps: u64,
+    /// Lines that arrived after a later line of the same sender.
+    pub reordered: u64,
+    /// "too fast" notices (the server's rate limit is on).
+    pub refused: u64,
+    /// Notices that somebody left or was disconnected.
+    pub departures: u64,
+    /// Our connections closed by the server or failed after login.
+    pub dropped: usize,
+    /// Failures during login (refused names, connect errors, server full).
+    pub login_errors: usize,
+    /// The first unexpected thing the server said, for the report.
+    pub first_error: Option<String>,
+    /// Lines nobody expected (another user's chat, unknown notices).
+    pub other: u64,
+}
+
+/// Many clients, one poll.
+pub struct Fleet {
+    poll: Poll,
+    events: Events,
+    ready: Vec<(usize, bool, bool)>,
+    addr: SocketAddr,
+    prefix: String,
+    clients: Vec<Client>,
+    target: usize,
+    max_inflight: usize,
+    inflight: usize,
+    senders: usize,
+    /// Next expected sequence number, `[receiver * senders + sender]`.
+    next_seq: Vec<u32>,
+    /// Padding per sender that brings its lines to the wanted size.
+    pads: Vec<usize>,
+    line_size: usize,
+    scratch: Vec<u8>,
+    line_buf: Vec<u8>,
+    timer: TimerFd,
+    /// Lines scheduled at or after this go into the histogram.
+    measure_from: u64,
+    /// Receipt window for throughput.
+    window: (u64, u64),
+    /// Latency from scheduled send to read.
+    pub latency: Histogram,
+    /// How late lines were actually written, relative to their schedule.
+    pub send_lag: Histogram,
+    /// Counters.
+    pub c: Counters,
+}
+
+impl Fleet {
+    /// A fleet that will log in as `PREFIX0`, `PREFIX1`, ... to `addr`;
+    /// clients `0..senders` send lines of `line_size` bytes as received.
+    pub fn new(
+        addr: SocketAddr,
+        prefix: &str,
+        senders: usize,
+        line_size: usize,
+        max_inflight: usize,
+    ) -> io::Result<Fleet> {
+        let poll = Poll::new()?;
+        let timer = TimerFd::new()?;
+        poll.registry()
+            .register(&mut SourceFd(&timer.raw()), TIMER, Interest::READABLE)?;
+        let pads = (0..senders)
+            .map(|s| {
+                let fixed = prefix.len() + s.to_string().len() + 2 + SEQ_HEX + TIME_HEX + 1;
+                line_size.saturating_sub(fixed)
+            })
+            .collect();
+        Ok(Fleet {
+            poll,
+            events: Events::with_capacity(4096),
+            ready: Vec::with_capacity(4096),
+            addr,
+            prefix: prefix.to_owned(),
+            clients: Vec::new(),
+            target: 0,
+            max_inflight: max_inflight.max(1),
+            inflight: 0,
+            senders,
+            next_seq: Vec::new(),
+            pads,
+            line_size,
+            scratch: vec![0; READ_BUF],
+            line_buf: Vec::with_capacity(line_size.max(64)),
+            timer,
+            measure_from: u64::MAX,
+            window: (u64::MAX, u64::MAX),
+            latency: Histogram::new(),
+            send_lag: Histogram::new(),
+            c: Counters::default(),
+        })
+    }
+
+    /// The smallest line size the sender names allow.
+    pub fn min_line_size(prefix: &str, senders: usize) -> usize {
+        prefix.len() + senders.saturating_sub(1).to_string().len() + 2 + SEQ_HEX + TIME_HEX + 1
+    }
+
+    /// Clients opened so far.
+    pub fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// True before any client was opened.
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
+
+    /// Clients in the room right now.
+    pub fn live(&self) -> usize {
+        self.clients.iter().filter(|c| c.state == State::In).count()
+    }
+
+    /// Opens clients until `n` exist (at most `max_inflight` logging in at a
+    /// time) and runs the loop until all are in and every join notice has
+    /// been read, or `limit` passes. The k-th user to join gets the join
+    /// notices of everyone from k on, so all is read when `N(N+1)/2`
+    /// notices have arrived (counting from an empty fleet).
+    pub fn login(&mut self, n: usize, limit: Duration) -> bool {
+        self.target = n;
+        self.next_seq.resize(n * self.senders, 0);
+        let want_joins = (n as u64) * (n as u64 + 1) / 2;
+        let deadline = now_ns() + limit.as_nanos() as u64;
+        loop {
+            self.open_more();
+            if self.c.logged_in == n && self.c.joins >= want_joins {
+                return true;
+            }
+            if self.c.login_errors > 0 && self.inflight == 0 && self.clients.len() == n {
+                return false;
+            }
+            let now = now_ns();
+            if now >= deadline {
+                return false;
+            }
+            if let Err(e) = self.turn(Some(deadline)) {
+                self.note_error(format!("poll: {e}"));
+                return false;
+            }
+        }
+    }
+
+    fn open_more(&mut self) {
+        while self.clients.len() < self.target && self.inflight < self.max_inflight {
+            let i = self.clients.len();
+            let opened = TcpStream::connect(self.addr).and_then(|mut s| {
+                self.poll.registry().register(
+                    &mut s,
+                    Token(i),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                Ok(s)
+            });
+            match opened {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    self.clients.push(Client {
+                        stream,
+                        state: State::Greeting,
+                        partial: Vec::new(),
+                        out: Vec::new(),
+                    });
+                    self.inflight += 1;
+                }
+                Err(e) => {
+                    // Out of descriptors or ports: nothing more will open.
+                    self.note_error(format!("connect: {e}"));
+                    self.c.login_errors += self.target - self.clients.len();
+                    self.target = self.clients.len();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn note_error(&mut self, what: String) {
+        if self.c.first_error.is_none() {
+            self.c.first_error = Some(what);
+        }
+    }
+
+    /// Sets which lines count: latency for lines scheduled at or after
+    /// `from`, throughput for lines read in `[from, to)`.
+    pub fn measure(&mut self, from: u64, to: u64) {
+        self.measure_from = from;
+        self.window = (from, to);
+        self.latency.clear();
+        self.send_lag.clear();
+        self.c.chat_in_window = 0;
+        self.c.chat_since_window = 0;
+    }
+
+    /// Sets every client's expected next sequence number from `sender` to `seq`.
+    pub fn expect_from(&mut self, sender: usize, seq: u32) {
+        let s = self.senders;
+        for r in 0..self.clients.len() {
+            self.next_seq[r * s + sender] = seq;
+        }
+    }
+
+    /// Sends sender `s`'s line number `seq`, scheduled at `sched` (ns).
+    pub fn send_line(&mut self, s: usize, seq: u32, sched: u64) {
+        let mut buf = std::mem::take(&mut self.line_buf);
+        buf.clear();
+        push_hex(&mut buf, u64::from(seq), SEQ_HEX);
+        push_hex(&mut buf, sched, TIME_HEX);
+        buf.resize(buf.len() + self.pads[s], b'.');
+        buf.push(b'\n');
+        let now = now_ns();
+        self.send_lag.record(now.saturating_sub(sched));
+        self.write_to(s, &buf);
+        self.line_buf = buf;
+    }
+
+    /// Sends raw bytes from client `i`.
+    pub fn send_raw(&mut self, i: usize, bytes: &[u8]) {
+        self.write_to(i, bytes);
+    }
+
+    fn write_to(&mut self, i: usize, bytes: &[u8]) {
+        let c = &mut self.clients[i];
+        if c.state == State::Gone {
+            return;
+        }
+        if !c.out.is_empty() {
+            c.out.extend_from_slice(bytes);
+            return;
+        }
+        let mut done = 0;
+        while done < bytes.len() {
+            match c.stream.write(&bytes[done..]) {
+                Ok(n) => done += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    self.gone(i);
+                    return;
+                }
+            }
+        }
+        if done < bytes.len() {
+            self.clients[i].out.extend_from_slice(&bytes[done..]);
+        }
+    }
+
+    fn flush(&mut self, i: usize) {
+        let c = &mut self.clients[i];
+        let mut done = 0;
+        while done < c.out.len() {
+            match c.stream.write(&c.out[done..]) {
+                Ok(n) => done += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    self.gone(i);
+                    return;
+                }
+            }
+        }
+        c.out.drain(..done);
+    }
+
+    /// Waits for events (until `wake_at`, ns, at the latest, and never more
+    /// than 50 ms) and handles them all.
+    pub fn turn(&mut self, wake_at: Option<u64>) -> io::Result<()> {
+        let now = now_ns();
+        let timeout = match wake_at {
+            Some(t) if t <= now => Some(Duration::ZERO),
+            Some(t) => {
+                if t - now < MAX_BLOCK.as_nanos() as u64 {
+                    self.timer.arm(t);
+                }
+                Some(MAX_BLOCK)
+            }
+            None => Some(MAX_BLOCK),
+        };
+        if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+            if e.kind() == ErrorKind::Interrupted {
+                return Ok(());
+            }
+            return Err(e);
+        }
+        self.ready.clear();
+        for ev in self.events.iter() {
+            let r = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+            self.ready.push((ev.token().0, r, ev.is_writable()));
+        }
+        let ready = std::mem::take(&mut self.ready);
+        for &(key, readable, writable) in &ready {
+            if key == TIMER.0 {
+                self.timer.fired();
+                continue;
+            }
+            if key >= self.clients.len() || self.clients[key].state == State::Gone {
+                continue;
+            }
+            if writable && !self.clients[key].out.is_empty() {
+                self.flush(key);
+            }
+            if readable {
+                self.read(key);
+            }
+        }
+        self.ready = ready;
+        Ok(())
+    }
+
+    /// Reads client `i` until `WouldBlock`.
+    fn read(&mut self, i: usize) {
+        let mut buf = std::mem::take(&mut self.scratch);
+        loop {
+            let c = &mut self.clients[i];
+            if c.state == State::Gone {
+                break;
+            }
+            match c.stream.read(&mut buf) {
+                Ok(0) => {
+                    self.gone(i);
+                    break;
+                }
+                Ok(n) => {
+                    let t = now_ns();
+                    self.take_lines(i, &buf[..n], t);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.gone(i);
+                    break;
+                }
+            }
+        }
+        self.scratch = buf;
+    }
+
+    fn take_lines(&mut self, i: usize, mut data: &[u8], t: u64) {
+        if !self.clients[i].partial.is_empty() {
+            match memchr::memchr(b'\n', data) {
+                Some(p) => {
+                    let mut line = std::mem::take(&mut self.clients[i].partial);
+                    line.extend_from_slice(&data[..p]);
+                    self.on_line(i, &line, t);
+                    line.clear();
+                    if line.capacity() <= 1024 {
+                        self.clients[i].partial = line;
+                    }
+                    data = &data[p + 1..];
+                }
+                None => {
+                    self.clients[i].partial.extend_from_slice(data);
+                    return;
+                }
+            }
+        }
+        let mut start = 0;
+        for p in memchr::memchr_iter(b'\n', data) {
+            self.on_line(i, &data[start..p], t);
+            start = p + 1;
+        }
+        if start < data.len() {
+            self.clients[i].partial.extend_from_slice(&data[start..]);
+        }
+    }
+
+    fn on_line(&mut self, i: usize, line: &[u8], t: u64) {
+        if let Some(notice) = line.strip_prefix(b"[SERVER]: ") {
+            return self.on_notice(i, notice, t);
+        }
+        if self.on_chat(i, line, t).is_none() {
+            self.c.other += 1;
+        }
+    }
+
+    fn on_notice(&mut self, i: usize, text: &[u8], t: u64) {
+        if text.ends_with(b" joined the chat!") {
+            self.c.joins += 1;
+            self.c.last_join_ns = t;
+            // Before login a client is not in the room, so the first join
+            // notice it gets is its own.
+            if self.clients[i].state == State::Naming {
+                self.clients[i].state = State::In;
+                self.c.logged_in += 1;
+                self.c.last_login_ns = t;
+                self.inflight -= 1;
+            }
+            return;
+        }
+        match self.clients[i].state {
+            State::Greeting => {
+                if text.starts_with(b"Welcome!") {
+                    let mut name = format!("{}{i}", self.prefix).into_bytes();
+                    name.push(b'\n');
+                    self.clients[i].state = State::Naming;
+                    self.write_to(i, &name);
+                } else {
+                    self.login_failed(i, text);
+                }
+            }
+            State::Naming => {
+                if !text.starts_with(b"Welcome to the chat") {
+                    self.login_failed(i, text);
+                }
+            }
+            State::In | State::Gone => {
+                if text.ends_with(b"has disconnected.")
+                    || text.contains_bytes(b" has disconnected (")
+                    || text.contains_bytes(b" left the chat.")
+                {
+                    self.c.departures += 1;
+                } else if text.starts_with(b"You are sending too fast") {
+                    self.c.refused += 1;
+                } else {
+                    self.c.other += 1;
+                }
+            }
+        }
+    }
+
+    fn login_failed(&mut self, i: usize, text: &[u8]) {
+        self.c.login_errors += 1;
+        self.note_error(format!(
+            "client {i} at login: {}",
+            String::from_utf8_lossy(text)
+        ));
+        self.inflight -= 1;
+        self.clients[i].state = State::Gone;
+        let _ = self.poll.registry().deregister(&mut self.clients[i].stream);
+    }
+
+    /// A chat line from one of our senders: `PREFIX{s}: SEQ TIME pad`.
+    fn on_chat(&mut self, i: usize, line: &[u8], t: u64) -> Option<()> {
+        let rest = line.strip_prefix(self.prefix.as_bytes())?;
+        let colon = memchr::memchr(b':', rest)?;
+        let s = parse_dec(&rest[..colon])?;
+        if s >= self.senders {
+            return None;
+        }
+        let text = rest.get(colon + 2..)?;
+        let seq = parse_hex(text.get(..SEQ_HEX)?)? as u32;
+        let sched = parse_hex(text.get(SEQ_HEX..SEQ_HEX + TIME_HEX)?)?;
+        let k = i * self.senders + s;
+        let next = self.next_seq.get_mut(k)?;
+        if seq == *next {
+            *next = seq.wrapping_add(1);
+        } else if seq > *next {
+            self.c.gaps += u64::from(seq - *next);
+            *next = seq.wrapping_add(1);
+        } else {
+            self.c.reordered += 1;
+        }
+        self.c.chat += 1;
+        self.c.last_chat_ns = self.c.last_chat_ns.max(t);
+        if t >= self.window.0 {
+            self.c.chat_since_window += 1;
+            if t < self.window.1 {
+                self.c.chat_in_window += 1;
+            }
+        }
+        if sched >= self.measure_from {
+            self.latency.record(t.saturating_sub(sched));
+        }
+        Some(())
+    }
+
+    fn gone(&mut self, i: usize) {
+        let c = &mut self.clients[i];
+        match c.state {
+            State::Gone => return,
+            State::In => self.c.dropped += 1,
+            State::Greeting | State::Naming => {
+                self.c.login_errors += 1;
+                self.inflight -= 1;
+            }
+        }
+        c.state = State::Gone;
+        let _ = self.poll.registry().deregister(&mut c.stream);
+        self.note_error(format!("client {i}: connection closed by the server"));
+    }
+
+    /// The line size lines are padded to.
+    pub fn line_size(&self) -> usize {
+        self.line_size
+    }
+
+    /// Closes every connection with a reset (`SO_LINGER` 0), so no
+    /// TIME_WAIT is left behind to eat the ephemeral ports of later runs.
+    pub fn close(self) {
+        for c in &self.clients {
+            set_linger_zero(c.stream.as_raw_fd());
+        }
+    }
+}
+
+fn set_linger_zero(fd: i32) {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a socket we own, with a correctly sized option.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
+trait ContainsBytes {
+    fn contains_bytes(&self, needle: &[u8]) -> bool;
+}
+
+impl ContainsBytes for [u8] {
+    fn contains_bytes(&self, needle: &[u8]) -> bool {
+        memchr::memmem::find(self, needle).is_some()
+    }
+}
+
+fn push_hex(buf: &mut Vec<u8>, v: u64, digits: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for k in (0..digits).rev() {
+        buf.push(HEX[((v >> (4 * k)) & 0xf) as usize]);
+    }
+}
+
+fn parse_hex(s: &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for &b in s {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            _ => return None,
+        };
+        v = (v << 4) | u64::from(d);
+    }
+    Some(v)
+}
+
+fn parse_dec(s: &[u8]) -> Option<usize> {
+    if s.is_empty() || s.len() > 9 {
+        return None;
+    }
+    let mut v = 0usize;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + usize::from(b - b'0');
+    }
+    Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip() {
+        let mut b = Vec::new();
+        push_hex(&mut b, 0xdead_beef_0123_4567, 16);
+        assert_eq!(b, b"deadbeef01234567");
+        assert_eq!(parse_hex(&b), Some(0xdead_beef_0123_4567));
+        assert_eq!(parse_hex(b"12g"), None);
+        assert_eq!(parse_dec(b"123"), Some(123));
+        assert_eq!(parse_dec(b""), None);
+        assert_eq!(parse_dec(b"1x"), None);
+    }
+
+    #[test]
+    fn line_size_includes_name_and_lf() {
+        // "b3: " + 8 + 16 + pad + "\n" == 64
+        assert_eq!(Fleet::min_line_size("b", 10), 1 + 1 + 2 + 24 + 1);
+    }
+}

@@ -1,0 +1,143 @@
+//! The benchmark behind `chat-bench`: many clients in one thread, over
+//! loopback, talking the real protocol to a real `chat-server`.
+//!
+//! - [`fleet`]: the clients (one `mio::Poll`, edge-triggered, reads until
+//!   `WouldBlock`, lines parsed in place), with sequence and latency checks.
+//! - [`scenario`]: `fanout`, `ramp`, `connect` and the `targets` run, and
+//!   their reports (text and JSON).
+//! - [`hist`]: the latency histogram.
+//! - [`sys`]: clocks, `/proc` readings (CPU, RSS), pinning, limits.
+//! - [`ServerProc`]: a `chat-server` the bench starts itself, pinned to one
+//!   core with `taskset` where available.
+
+pub mod fleet;
+pub mod hist;
+pub mod scenario;
+pub mod sys;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The server under test: where it listens and which process it is.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    /// Its listening address.
+    pub addr: SocketAddr,
+    /// Its process id (for `/proc/PID/stat` and `/proc/PID/status`).
+    pub pid: u32,
+}
+
+/// A `chat-server` started by the bench; killed when dropped.
+pub struct ServerProc {
+    child: Child,
+    /// Where it listens.
+    pub target: Target,
+    /// The command line, for the report.
+    pub command: String,
+}
+
+/// `chat-server` next to the running executable (both are built together).
+pub fn default_server_path() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("chat-server")))
+        .unwrap_or_else(|| PathBuf::from("chat-server"))
+}
+
+fn have_taskset() -> bool {
+    Command::new("taskset")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl ServerProc {
+    /// Starts `path --host 127.0.0.1 --port P --rate 0 -q --max-clients M
+    /// --idle-timeout 3600 EXTRA...` on a free port, under `taskset -c CPU`
+    /// when `cpu` is given and `taskset` exists, and waits until it accepts.
+    pub fn spawn(
+        path: &Path,
+        cpu: Option<usize>,
+        max_clients: usize,
+        extra: &[String],
+    ) -> io::Result<ServerProc> {
+        // -q hides the "listening on" line, so pick the port here.
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut args: Vec<String> = [
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--rate",
+            "0",
+            "-q",
+            "--max-clients",
+            &max_clients.to_string(),
+            "--idle-timeout",
+            "3600",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().cloned());
+        let mut cmd = match cpu {
+            Some(cpu) if have_taskset() => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(cpu.to_string()).arg(path);
+                c
+            }
+            _ => Command::new(path),
+        };
+        cmd.args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let command = format!(
+            "{} {}",
+            cmd.get_program().to_string_lossy(),
+            cmd.get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Err(io::Error::other(format!("{command}: exited with {status}")));
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(io::Error::other(format!(
+                    "{command}: not accepting after 10 s"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let pid = child.id();
+        Ok(ServerProc {
+            child,
+            target: Target { addr, pid },
+            command,
+        })
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
