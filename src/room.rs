@@ -4,8 +4,8 @@
 //! under one), applies PROTOCOL.md sections 2 to 5, and hands every line it
 //! produces to an [`Outbox`]. The event loop implements [`Outbox`] by
 //! appending bytes to connection buffers; the unit tests implement it with a
-//! recorder. A broadcast line is formatted once into a reused buffer and the
-//! same bytes are passed for every receiver.
+//! recorder. A broadcast line is formatted once into a reused buffer and
+//! handed to the outbox once, with the list of receivers.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -20,6 +20,13 @@ pub type ConnId = usize;
 pub trait Outbox {
     /// Queue `line` (one whole line, LF included) for connection `to`.
     fn send(&mut self, to: ConnId, line: &[u8]);
+    /// Queue the same `line` for every connection in `to`, in order. An
+    /// outbox may store the bytes once and share them.
+    fn broadcast(&mut self, to: &[ConnId], line: &[u8]) {
+        for &id in to {
+            self.send(id, line);
+        }
+    }
     /// Close `id` once what is queued for it has been written.
     fn hang_up(&mut self, id: ConnId);
 }
@@ -547,12 +554,20 @@ impl Room {
     /// Sends the formatted line, as the same bytes, to every member but `except`.
     fn broadcast(&mut self, except: Option<ConnId>, out: &mut impl Outbox) {
         let bytes = self.line.as_bytes();
-        for &m in &self.members {
-            if Some(m) != except {
-                out.send(m, bytes);
+        match except {
+            None => {
+                out.broadcast(&self.members, bytes);
+                self.stats.deliveries += self.members.len() as u64;
+            }
+            Some(x) => {
+                for &m in &self.members {
+                    if m != x {
+                        out.send(m, bytes);
+                        self.stats.deliveries += 1;
+                    }
+                }
             }
         }
-        self.stats.deliveries += self.members.len() as u64;
     }
 }
 

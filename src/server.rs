@@ -2,14 +2,18 @@
 //!
 //! The loop only moves bytes. Each iteration it accepts, reads every readable
 //! connection until `WouldBlock` and feeds the lines it completes to the
-//! [`Room`]; the room's output is appended to the receivers' write buffers
-//! (through [`Wire`], the loop's [`Outbox`]); then every connection that got
-//! output is flushed once, so many lines leave in one `write`. WRITABLE
+//! [`Room`]; the room's output is queued for its receivers (through
+//! [`Wire`], the loop's [`Outbox`]); then every connection that got output is
+//! flushed once, so many lines leave in one `write`. A broadcast is stored
+//! once, in the iteration's broadcast log, and each receiver only notes the
+//! range of the log it has to write: a delivery to a member costs a compare
+//! and a store, not a copy; the flush hands the kernel its private bytes and
+//! its range of the log in one `writev`. WRITABLE
 //! interest is registered only while a connection has output the kernel did
 //! not take. A periodic sweep closes silent connections and gives back
 //! buffers that bursts left large.
 
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,6 +76,8 @@ const READS_PER_TURN: usize = 16;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// A write buffer with more capacity than this is given back when empty.
 const KEEP_OUT_CAPACITY: usize = 4096;
+/// Capacity the broadcast log keeps between iterations.
+const LOG_KEEP: usize = 64 * 1024;
 /// Listen backlog: a burst of thousands of connects must not hit SYN retries.
 const BACKLOG: i32 = 4096;
 
@@ -87,6 +93,12 @@ struct Connection {
     out: Vec<u8>,
     /// How much of `out` has been written; advanced, never shifted per write.
     written: usize,
+    /// Also pending, after `out`: the broadcast log's bytes from `log_from`
+    /// to `log_to` (empty when equal). Only set during an iteration: a flush
+    /// writes them or copies what the kernel did not take into `out`.
+    log_from: usize,
+    /// End of this connection's range of the broadcast log.
+    log_to: usize,
     /// When the last byte arrived (idle timeout).
     last_seen: Instant,
     /// When it was accepted (login timeout).
@@ -105,14 +117,26 @@ struct Connection {
 
 impl Connection {
     fn pending(&self) -> usize {
-        self.out.len() - self.written
+        self.out.len() - self.written + (self.log_to - self.log_from)
+    }
+
+    /// Moves this connection's range of the broadcast log into `out`, so
+    /// that a line queued next comes after it.
+    fn take_log(&mut self, log: &[u8]) {
+        if self.log_to > self.log_from {
+            self.out.extend_from_slice(&log[self.log_from..self.log_to]);
+        }
+        self.log_from = 0;
+        self.log_to = 0;
     }
 }
 
-/// The loop's [`Outbox`]: appends the room's lines to write buffers.
+/// The loop's [`Outbox`]: queues the room's lines for their receivers.
 struct Wire<'a> {
     /// All connections.
     conns: &'a mut Slab<Connection>,
+    /// This iteration's broadcasts, each stored once.
+    log: &'a mut Vec<u8>,
     /// Connections with output to flush this iteration.
     dirty: &'a mut Vec<usize>,
     /// Connections to drop this iteration, with the reason.
@@ -137,10 +161,45 @@ impl Outbox for Wire<'_> {
             self.doomed.push((to, Gone::TooSlow));
             return;
         }
+        c.take_log(self.log);
         c.out.extend_from_slice(line);
         if !c.dirty {
             c.dirty = true;
             self.dirty.push(to);
+        }
+    }
+
+    /// Appends `line` to the broadcast log once; each receiver's range of
+    /// the log grows over it (if the range ends where the line starts, as it
+    /// does when every broadcast reaches everyone) or starts anew at it.
+    fn broadcast(&mut self, to: &[ConnId], line: &[u8]) {
+        let start = self.log.len();
+        self.log.extend_from_slice(line);
+        let end = self.log.len();
+        for &id in to {
+            let Some(c) = self.conns.get_mut(id) else {
+                continue;
+            };
+            if c.doomed || c.shut {
+                continue;
+            }
+            if c.pending() + line.len() > self.max_pending {
+                c.doomed = true;
+                self.doomed.push((id, Gone::TooSlow));
+                continue;
+            }
+            if c.log_to != start {
+                // Its range (if any) ends before this line: a broadcast in
+                // between was not for it. Keep the range's bytes in `out`
+                // and start a new range here.
+                c.take_log(self.log);
+                c.log_from = start;
+            }
+            c.log_to = end;
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(id);
+            }
         }
     }
 
@@ -188,6 +247,9 @@ pub struct Server {
     room: Room,
     /// The one read buffer, reused for every read.
     scratch: Vec<u8>,
+    /// This iteration's broadcast lines, each stored once; emptied once
+    /// every connection has been flushed.
+    log: Vec<u8>,
     /// Connections with output to flush this iteration.
     dirty: Vec<usize>,
     /// Connections to drop this iteration.
@@ -256,6 +318,7 @@ impl Server {
             conns: Slab::with_capacity(1024),
             room,
             scratch: vec![0; READ_CHUNK],
+            log: Vec::with_capacity(LOG_KEEP),
             dirty: Vec::new(),
             doomed: Vec::new(),
             read_again: Vec::new(),
@@ -367,6 +430,7 @@ impl Server {
             &mut self.room,
             Wire {
                 conns: &mut self.conns,
+                log: &mut self.log,
                 dirty: &mut self.dirty,
                 doomed: &mut self.doomed,
                 max_pending: self.config.max_pending,
@@ -459,6 +523,8 @@ impl Server {
             reader: LineReader::new(self.config.max_line),
             out: Vec::new(),
             written: 0,
+            log_from: 0,
+            log_to: 0,
             last_seen: now,
             accepted: now,
             writable: false,
@@ -495,6 +561,7 @@ impl Server {
                     let Server {
                         room,
                         conns,
+                        log,
                         dirty,
                         doomed,
                         scratch,
@@ -503,6 +570,7 @@ impl Server {
                     } = self;
                     let mut wire = Wire {
                         conns,
+                        log,
                         dirty,
                         doomed,
                         max_pending: config.max_pending,
@@ -550,13 +618,28 @@ impl Server {
         if conn.doomed {
             return;
         }
-        while conn.written < conn.out.len() {
-            match conn.stream.write(&conn.out[conn.written..]) {
+        // Private bytes first, then this connection's range of the
+        // broadcast log: one writev, no copy.
+        while conn.written < conn.out.len() || conn.log_from < conn.log_to {
+            let own = &conn.out[conn.written..];
+            let shared = &self.log[conn.log_from..conn.log_to];
+            let result = match (own.is_empty(), shared.is_empty()) {
+                (false, false) => conn
+                    .stream
+                    .write_vectored(&[IoSlice::new(own), IoSlice::new(shared)]),
+                (false, true) => conn.stream.write(own),
+                _ => conn.stream.write(shared),
+            };
+            match result {
                 Ok(0) => {
                     self.doom(key, Gone::Disconnected, "write returned 0");
                     return;
                 }
-                Ok(n) => conn.written += n,
+                Ok(n) => {
+                    let from_own = n.min(own.len());
+                    conn.written += from_own;
+                    conn.log_from += n - from_own;
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -566,6 +649,9 @@ impl Server {
                 }
             }
         }
+        // What the kernel did not take moves into `out`: the log is emptied
+        // at the end of the iteration.
+        conn.take_log(&self.log);
         let want_writable = if conn.written == conn.out.len() {
             conn.out.clear();
             conn.written = 0;
@@ -617,6 +703,11 @@ impl Server {
                 continue;
             }
             if self.dirty.is_empty() {
+                // Every range of the log has been written or copied out.
+                self.log.clear();
+                if self.log.capacity() > 4 * LOG_KEEP {
+                    self.log.shrink_to(LOG_KEEP);
+                }
                 return;
             }
             let mut dirty = std::mem::take(&mut self.dirty);
