@@ -63,3 +63,11 @@ fn connect_logs_everyone_in_and_one_line_reaches_all() {
     assert_eq!(field(&out, "line_lost"), "0", "{out}");
     assert_eq!(field(&out, "ok"), "true", "{out}");
 }
+
+#[test]
+fn floor_reaches_every_client_through_the_bare_broadcaster() {
+    let (ok, out) = bench(&["floor", "-n", "40", "--lines", "2"]);
+    assert!(ok, "chat-bench floor failed:\n{out}");
+    assert_eq!(field(&out, "logged_in"), "40", "{out}");
+    assert_eq!(field(&out, "line_lost"), "0", "{out}");
+}

@@ -93,7 +93,10 @@ pub struct Counters {
 pub struct Fleet {
     poll: Poll,
     events: Events,
+    /// Events from the last poll; those from `next_ready` on are not
+    /// handled yet (a turn stops early when the caller has a line due).
     ready: Vec<(usize, bool, bool)>,
+    next_ready: usize,
     addr: SocketAddr,
     prefix: String,
     clients: Vec<Client>,
@@ -106,6 +109,9 @@ pub struct Fleet {
     /// Padding per sender that brings its lines to the wanted size.
     pads: Vec<usize>,
     line_size: usize,
+    /// No login: the greeting means connected, and senders write
+    /// `NAME: TEXT` themselves (for the bare broadcaster of [`super::ideal`]).
+    raw: bool,
     scratch: Vec<u8>,
     line_buf: Vec<u8>,
     timer: TimerFd,
@@ -145,6 +151,7 @@ impl Fleet {
             poll,
             events: Events::with_capacity(4096),
             ready: Vec::with_capacity(4096),
+            next_ready: 0,
             addr,
             prefix: prefix.to_owned(),
             clients: Vec::new(),
@@ -155,6 +162,7 @@ impl Fleet {
             next_seq: Vec::new(),
             pads,
             line_size,
+            raw: false,
             scratch: vec![0; READ_BUF],
             line_buf: Vec::with_capacity(line_size.max(64)),
             timer,
@@ -164,6 +172,21 @@ impl Fleet {
             send_lag: Histogram::new(),
             c: Counters::default(),
         })
+    }
+
+    /// Talk to a bare broadcaster: no login, senders write the name.
+    pub fn raw(mut self) -> Self {
+        self.raw = true;
+        self
+    }
+
+    /// Join notices a login of `n` clients brings: `N(N+1)/2`, none when raw.
+    pub fn joins_for(&self, n: usize) -> u64 {
+        if self.raw {
+            0
+        } else {
+            (n as u64) * (n as u64 + 1) / 2
+        }
     }
 
     /// The smallest line size the sender names allow.
@@ -194,7 +217,7 @@ impl Fleet {
     pub fn login(&mut self, n: usize, limit: Duration) -> bool {
         self.target = n;
         self.next_seq.resize(n * self.senders, 0);
-        let want_joins = (n as u64) * (n as u64 + 1) / 2;
+        let want_joins = self.joins_for(n);
         let deadline = now_ns() + limit.as_nanos() as u64;
         loop {
             self.open_more();
@@ -277,6 +300,11 @@ impl Fleet {
     pub fn send_line(&mut self, s: usize, seq: u32, sched: u64) {
         let mut buf = std::mem::take(&mut self.line_buf);
         buf.clear();
+        if self.raw {
+            buf.extend_from_slice(self.prefix.as_bytes());
+            buf.extend_from_slice(s.to_string().as_bytes());
+            buf.extend_from_slice(b": ");
+        }
         push_hex(&mut buf, u64::from(seq), SEQ_HEX);
         push_hex(&mut buf, sched, TIME_HEX);
         buf.resize(buf.len() + self.pads[s], b'.');
@@ -336,32 +364,15 @@ impl Fleet {
     }
 
     /// Waits for events (until `wake_at`, ns, at the latest, and never more
-    /// than 50 ms) and handles them all.
+    /// than 50 ms) and handles them; stops early once `wake_at` has come, so
+    /// the caller can send on time, and handles the rest in the next turn.
     pub fn turn(&mut self, wake_at: Option<u64>) -> io::Result<()> {
-        let now = now_ns();
-        let timeout = match wake_at {
-            Some(t) if t <= now => Some(Duration::ZERO),
-            Some(t) => {
-                if t - now < MAX_BLOCK.as_nanos() as u64 {
-                    self.timer.arm(t);
-                }
-                Some(MAX_BLOCK)
-            }
-            None => Some(MAX_BLOCK),
-        };
-        if let Err(e) = self.poll.poll(&mut self.events, timeout) {
-            if e.kind() == ErrorKind::Interrupted {
-                return Ok(());
-            }
-            return Err(e);
+        if self.next_ready == self.ready.len() {
+            self.poll_events(wake_at)?;
         }
-        self.ready.clear();
-        for ev in self.events.iter() {
-            let r = ev.is_readable() || ev.is_read_closed() || ev.is_error();
-            self.ready.push((ev.token().0, r, ev.is_writable()));
-        }
-        let ready = std::mem::take(&mut self.ready);
-        for &(key, readable, writable) in &ready {
+        while self.next_ready < self.ready.len() {
+            let (key, readable, writable) = self.ready[self.next_ready];
+            self.next_ready += 1;
             if key == TIMER.0 {
                 self.timer.fired();
                 continue;
@@ -375,8 +386,37 @@ impl Fleet {
             if readable {
                 self.read(key);
             }
+            if wake_at.is_some_and(|t| now_ns() >= t) {
+                break;
+            }
         }
-        self.ready = ready;
+        Ok(())
+    }
+
+    fn poll_events(&mut self, wake_at: Option<u64>) -> io::Result<()> {
+        let now = now_ns();
+        let timeout = match wake_at {
+            Some(t) if t <= now => Some(Duration::ZERO),
+            Some(t) => {
+                if t - now < MAX_BLOCK.as_nanos() as u64 {
+                    self.timer.arm(t);
+                }
+                Some(MAX_BLOCK)
+            }
+            None => Some(MAX_BLOCK),
+        };
+        self.ready.clear();
+        self.next_ready = 0;
+        if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+            if e.kind() == ErrorKind::Interrupted {
+                return Ok(());
+            }
+            return Err(e);
+        }
+        for ev in self.events.iter() {
+            let r = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+            self.ready.push((ev.token().0, r, ev.is_writable()));
+        }
         Ok(())
     }
 
@@ -461,6 +501,12 @@ impl Fleet {
             return;
         }
         match self.clients[i].state {
+            State::Greeting if self.raw && text.starts_with(b"Welcome!") => {
+                self.clients[i].state = State::In;
+                self.c.logged_in += 1;
+                self.c.last_login_ns = t;
+                self.inflight -= 1;
+            }
             State::Greeting => {
                 if text.starts_with(b"Welcome!") {
                     let mut name = format!("{}{i}", self.prefix).into_bytes();

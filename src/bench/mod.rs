@@ -5,6 +5,8 @@
 //!   `WouldBlock`, lines parsed in place), with sequence and latency checks.
 //! - [`scenario`]: `fanout`, `ramp`, `connect` and the `targets` run, and
 //!   their reports (text and JSON).
+//! - [`ideal`]: a bare broadcaster (one `write` per receiver, no
+//!   protocol), the floor that `chat-bench floor` measures.
 //! - [`hist`]: the latency histogram.
 //! - [`sys`]: clocks, `/proc` readings (CPU, RSS), pinning, limits.
 //! - [`ServerProc`]: a `chat-server` the bench starts itself, pinned to one
@@ -12,6 +14,7 @@
 
 pub mod fleet;
 pub mod hist;
+pub mod ideal;
 pub mod scenario;
 pub mod sys;
 
@@ -28,6 +31,8 @@ pub struct Target {
     pub addr: SocketAddr,
     /// Its process id (for `/proc/PID/stat` and `/proc/PID/status`).
     pub pid: u32,
+    /// The CPU it is pinned to, if known (for that core's busy time).
+    pub cpu: Option<usize>,
 }
 
 /// A `chat-server` started by the bench; killed when dropped.
@@ -85,15 +90,38 @@ impl ServerProc {
         .map(|s| s.to_string())
         .collect();
         args.extend(extra.iter().cloned());
-        let mut cmd = match cpu {
-            Some(cpu) if have_taskset() => {
+        Self::start(path, &args, cpu, port)
+    }
+
+    /// Starts this executable's hidden `ideal-server` (see [`ideal`]) on a
+    /// free port, pinned like [`ServerProc::spawn`].
+    pub fn spawn_ideal(cpu: Option<usize>) -> io::Result<ServerProc> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let me = std::env::current_exe()?;
+        let args = [
+            "ideal-server".to_string(),
+            "--port".into(),
+            port.to_string(),
+        ];
+        Self::start(&me, &args, cpu, port)
+    }
+
+    fn start(
+        path: &Path,
+        args: &[String],
+        cpu: Option<usize>,
+        port: u16,
+    ) -> io::Result<ServerProc> {
+        let pinned = cpu.filter(|_| have_taskset());
+        let mut cmd = match pinned {
+            Some(cpu) => {
                 let mut c = Command::new("taskset");
                 c.arg("-c").arg(cpu.to_string()).arg(path);
                 c
             }
             _ => Command::new(path),
         };
-        cmd.args(&args)
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
@@ -129,7 +157,11 @@ impl ServerProc {
         let pid = child.id();
         Ok(ServerProc {
             child,
-            target: Target { addr, pid },
+            target: Target {
+                addr,
+                pid,
+                cpu: pinned,
+            },
             command,
         })
     }

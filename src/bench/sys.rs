@@ -48,6 +48,30 @@ fn clock_ticks() -> f64 {
     }
 }
 
+/// Seconds CPU `cpu` has been busy (user, nice, system, irq, softirq) from
+/// `/proc/stat`: with the server pinned there, this includes the softirq
+/// time of the loopback traffic its writes cause, which the kernel may not
+/// charge to the process.
+pub fn core_busy(cpu: usize) -> io::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let name = format!("cpu{cpu}");
+    let line = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+        .ok_or_else(|| io::Error::other(format!("no {name} in /proc/stat")))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq ...
+    let busy = [0, 1, 2, 5, 6]
+        .iter()
+        .filter_map(|&i| f.get(i))
+        .sum::<u64>();
+    Ok(busy as f64 / clock_ticks())
+}
+
 /// Resident memory of a process in KiB, from `/proc/PID/status`.
 pub fn process_rss_kib(pid: u32) -> io::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

@@ -154,6 +154,23 @@ enum Scenario {
         #[arg(long, default_value_t = 120.0)]
         login_limit: f64,
     },
+    /// The floor for `connect`'s single line: the same measurement against
+    /// a bare broadcaster (one write per receiver, no protocol, no login).
+    Floor {
+        /// Clients.
+        #[arg(short = 'n', long, default_value_t = 10_000)]
+        clients: usize,
+        /// Single lines sent one after another.
+        #[arg(long, default_value_t = 5)]
+        lines: usize,
+    },
+    /// The bare broadcaster `floor` starts (internal).
+    #[command(hide = true)]
+    IdealServer {
+        /// Port on 127.0.0.1.
+        #[arg(long)]
+        port: u16,
+    },
     /// Every target of issue 5, each on a fresh server; prints the table.
     Targets {
         /// Seconds measured per fan-out run and per ramp step.
@@ -165,7 +182,8 @@ enum Scenario {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     sys::raise_nofile();
-    if !cli.server.no_pin && sys::cpus() > cli.server.bench_cpu {
+    let serving = matches!(cli.scenario, Scenario::IdealServer { .. });
+    if !serving && !cli.server.no_pin && sys::cpus() > cli.server.bench_cpu {
         sys::pin_self(cli.server.bench_cpu);
     }
     match run(&cli) {
@@ -193,9 +211,20 @@ impl Under {
     }
 }
 
+fn ideal_for(opts: &ServerOpts) -> Result<Under, String> {
+    let cpu = (!opts.no_pin && sys::cpus() > opts.server_cpu).then_some(opts.server_cpu);
+    let s =
+        ServerProc::spawn_ideal(cpu).map_err(|e| format!("starting the bare broadcaster: {e}"))?;
+    Ok(Under::Spawned(s))
+}
+
 fn server_for(opts: &ServerOpts, clients: usize) -> Result<Under, String> {
     if let (Some(addr), Some(pid)) = (opts.addr, opts.pid) {
-        return Ok(Under::Given(Target { addr, pid }));
+        return Ok(Under::Given(Target {
+            addr,
+            pid,
+            cpu: None,
+        }));
     }
     let path = opts.server.clone().unwrap_or_else(default_server_path);
     let cpu = (!opts.no_pin && sys::cpus() > opts.server_cpu).then_some(opts.server_cpu);
@@ -301,6 +330,28 @@ fn run(cli: &Cli) -> Result<bool, String> {
             }
             Ok(r.ok())
         }
+        Scenario::Floor { clients, lines } => {
+            let under = ideal_for(&cli.server)?;
+            header(cli.json, &under);
+            let load = Load {
+                clients: *clients,
+                senders: 1,
+                ..Load::default()
+            };
+            let r = scenario::floor(&under.target(), &load, *lines).map_err(e)?;
+            drop(under);
+            if cli.json {
+                println!("{}", r.json());
+            } else {
+                print!("floor (bare broadcaster): {}", r.text());
+            }
+            Ok(r.ok())
+        }
+        Scenario::IdealServer { port } => {
+            let l = std::net::TcpListener::bind(("127.0.0.1", *port)).map_err(e)?;
+            chatroom::bench::ideal::serve(l).map_err(e)?;
+            Ok(true)
+        }
         Scenario::Targets { duration } => targets(cli, *duration),
     }
 }
@@ -365,6 +416,30 @@ fn targets(cli: &Cli, duration: f64) -> Result<bool, String> {
             if c.line_lost > 0 { "; LOST" } else { "" }
         ),
         met: c.ok() && c.line_ms.len() == 5 && c.line_max() <= 60.0,
+    });
+
+    // The floor for that single line on this machine: a bare broadcaster.
+    let under = ideal_for(&cli.server)?;
+    let load = Load {
+        clients: n,
+        senders: 1,
+        ..Load::default()
+    };
+    let fl = scenario::floor(&under.target(), &load, 5).map_err(e)?;
+    drop(under);
+    println!("floor (bare broadcaster): {}", fl.text());
+    json.push(fl.json());
+    rows.push(Row {
+        what: "(reference) the same line through a bare broadcaster: one write() per receiver, no protocol".into(),
+        goal: "-".into(),
+        got: format!(
+            "{:.1} ms (median {:.1} ms); {:.1} ms of server CPU per line vs {:.1} ms for chat-server",
+            fl.line_max(),
+            fl.line_p50(),
+            fl.line_server_cpu * 1e3,
+            c.line_server_cpu * 1e3
+        ),
+        met: fl.ok(),
     });
 
     // 2. Fan-out, 1,000 users, 10 senders, 3,000 lines/s = 3,000,000 deliveries/s.
@@ -500,7 +575,12 @@ fn targets(cli: &Cli, duration: f64) -> Result<bool, String> {
             r.what,
             r.goal,
             r.got,
-            if r.met { "met" } else { "not met" }
+            match (r.goal.as_str(), r.met) {
+                ("-", true) => "(reference)",
+                ("-", false) => "(reference run failed)",
+                (_, true) => "met",
+                (_, false) => "not met",
+            }
         );
     }
     Ok(true)
