@@ -10,7 +10,7 @@ use log::LevelFilter;
 /// The chatroom server: one room, one thread, one mio event loop.
 /// Join with `chat-client HOST PORT` or `nc HOST PORT`.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(name = "chat-server", version, about, long_about = None)]
 struct Args {
     /// Address to listen on (`::` for IPv6).
     #[arg(long, default_value = "0.0.0.0")]
