@@ -306,7 +306,7 @@ impl Shared {
             // Lines given before the first login (a script's input) go first.
             link = self
                 .changed
-                .wait_while(link, |l| !l.gate.open())
+                .wait_while(link, |l| !l.gate.open() && !l.queue.is_empty())
                 .unwrap_or_else(|e| e.into_inner());
         }
         if !link.queue.is_empty() {
@@ -412,10 +412,7 @@ impl Runner {
             };
             let (why, connected, joined) = match end {
                 End::Quit => return Outcome::Quit,
-                End::StdoutClosed => {
-                    let _ = self.shared.lock().write(b"/quit\n");
-                    return Outcome::StdoutClosed;
-                }
+                End::StdoutClosed => return Outcome::StdoutClosed,
                 End::Failed {
                     why,
                     connected,
@@ -530,6 +527,10 @@ impl Runner {
         let end = self.converse(&stream, &mut login, start);
         {
             let mut link = self.shared.lock();
+            if matches!(end, End::StdoutClosed) {
+                // Nobody reads any more: leave politely.
+                let _ = link.write(b"/quit\n");
+            }
             link.writer = None;
             link.gate = Gate::Offline;
         }
