@@ -12,7 +12,7 @@ use log::LevelFilter;
 /// so (on stderr), reconnects and logs in again under the same name.
 /// Leave with /quit, !quit, {exit} or Ctrl-D.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(name = "chat-client", version, long_about = None)]
 struct Args {
     /// Server host name or address.
     #[arg(default_value = "localhost")]
