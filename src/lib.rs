@@ -17,9 +17,13 @@
 //!   lines to the room, appends its output to per-connection buffers, flushes
 //!   each connection once per iteration, sweeps idle connections, and shuts
 //!   down on SIGINT/SIGTERM.
+//! - [`client`]: the `chat-client` library: two blocking threads (stdin
+//!   and socket), reconnects, keepalive and login as unit-tested policy code
+//!   ([`client::policy`], [`client::login`]).
 //! - [`logging`]: log set-up shared by the binaries (logs go to stderr).
 //! - `src/bin/`: thin `main`s that parse flags and call the library.
 
+pub mod client;
 pub mod line;
 pub mod logging;
 pub mod room;
