@@ -35,25 +35,13 @@ struct Args {
     /// holds it, before taking a variant (name_, name__, ...).
     #[arg(long, default_value = "10", value_parser = parse_seconds_or_zero)]
     name_wait: Duration,
-    /// Log more (-v info, -vv debug, -vvv trace).
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    verbose: u8,
-    /// Log less (-q errors only, -qq nothing).
-    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "verbose")]
-    quiet: u8,
-    /// Log level (off, error, warn, info, debug, trace); overrides -v/-q.
-    #[arg(long)]
-    log_level: Option<LevelFilter>,
+    #[command(flatten)]
+    log: chatroom::logging::LogArgs,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    chatroom::logging::init(chatroom::logging::level(
-        args.log_level,
-        LevelFilter::Warn,
-        args.verbose,
-        args.quiet,
-    ));
+    args.log.init(LevelFilter::Warn);
     chatroom::client::run(Config {
         host: args.host,
         port: args.port,
