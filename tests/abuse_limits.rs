@@ -45,7 +45,7 @@ fn max_clients_refuses_with_notice_and_frees_up() {
     let mut dave = server.login("dave");
     carol.read_until("[SERVER]: dave joined the chat!");
     room_works(&mut carol, "carol", &mut dave, "dave", "after-full");
-    assert!(server.logs().contains("server full"));
+    wait_log(&server, "server full", Duration::from_secs(5));
 }
 
 /// A client that leaves and a newcomer that arrives at the same moment: the
