@@ -2,7 +2,7 @@
 mod common;
 mod support;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -136,4 +136,21 @@ fn descriptor_exhaustion_pauses_accepts_without_spinning() {
     room_works(&mut alice, "alice", &mut carol, "carol", "recovered");
     wait_log(&server, "accepting again", Duration::from_secs(5));
     assert!(alive(&mut server));
+}
+
+/// A client that sends its name right away (before reading the greeting)
+/// still reads the "full" notice: the refusal must not turn into a reset
+/// that destroys the notice.
+#[test]
+fn max_clients_notice_survives_early_input() {
+    let server = Server::start(&["--max-clients", "1"]);
+    let _alice = server.login("alice");
+    for i in 0..30 {
+        let mut c = server.connect();
+        let _ = c
+            .stream
+            .write_all(format!("eager{i}\nhello there\n").as_bytes());
+        let lines = c.expect_eof();
+        assert_eq!(lines, vec![FULL], "try {i}");
+    }
 }
