@@ -530,7 +530,7 @@ def parse_log(path):
                 continue
             m = pat.search(line)
             if m:
-                who = "user" if m.group(1) else "not logged in"
+                who = "had a name" if m.group(1) else "no name when closed"
                 reasons["%s (%s)" % (m.group(2), who)] += 1
     return reasons, levels, samples
 
@@ -661,6 +661,8 @@ def run(soak, server, args):
     # barrier: once every normal user and flooder has its own /pong A, all
     # their lines were handled; the /pong B each asks for after that comes
     # after every line they sent was queued to everyone.
+    soak.notes["slow readers still connected at the end"] = len(soak.slow_by_name)
+    soak.slow_by_name.clear()
     for c in list(soak.clients):
         if c.kind not in ("normal", "flooder"):
             c.close()
@@ -734,7 +736,7 @@ def run(soak, server, args):
     print("  slow readers started: %d; garbage sessions: %d; churn connections: %d"
           % (slow_gen, garbage_gen, churn_gen))
     for k in sorted(soak.notes):
-        if k.startswith(("slow readers dropped", "garbage sessions: ", "half-open",
+        if k.startswith(("slow readers", "garbage sessions: ", "half-open",
                          "churn refused", "connect failed")):
             print("    %s: %d" % (k, soak.notes[k]))
     print("drops and closes (server log):")
