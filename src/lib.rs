@@ -20,10 +20,14 @@
 //! - [`bench`]: the load generator behind `chat-bench`: many clients in
 //!   one thread over loopback, fan-out/ramp/connect scenarios, latency
 //!   histogram and `/proc` readings (see `BENCHMARKS.md`).
+//! - [`client`]: the `chat-client` library: two blocking threads (stdin
+//!   and socket), reconnects, keepalive and login as unit-tested policy code
+//!   ([`client::policy`], [`client::login`]).
 //! - [`logging`]: log set-up shared by the binaries (logs go to stderr).
 //! - `src/bin/`: thin `main`s that parse flags and call the library.
 
 pub mod bench;
+pub mod client;
 pub mod line;
 pub mod logging;
 pub mod room;

@@ -3,6 +3,28 @@
 
 use log::LevelFilter;
 
+/// The log flags both binaries take (`#[command(flatten)]` them in).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LogArgs {
+    /// Log more (repeat for more detail).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log less (repeat for less).
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+    /// Log level (off, error, warn, info, debug, trace); overrides -v/-q.
+    /// Default: info for chat-server, warn for chat-client.
+    #[arg(long)]
+    pub log_level: Option<LevelFilter>,
+}
+
+impl LogArgs {
+    /// Installs the logger at the level these flags pick around `default`.
+    pub fn init(&self, default: LevelFilter) {
+        init(level(self.log_level, default, self.verbose, self.quiet));
+    }
+}
+
 /// Picks the level from `--log-level` if given, else from the count of `-v`
 /// and `-q` flags around `default`.
 pub fn level(

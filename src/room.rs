@@ -289,6 +289,9 @@ impl Room {
             return;
         }
         let name = clean(line);
+        if name.is_empty() {
+            return; // only control characters: an empty line, ignored (section 1)
+        }
         if let Err(why) = self.name_free(&name, None) {
             self.notice_to(
                 id,
@@ -742,6 +745,19 @@ mod tests {
         t.say(3, "!quit");
         assert_eq!(t.take(1), vec!["[SERVER]: di left the chat."]);
         assert_eq!(t.room.member_count(), 1);
+    }
+
+    #[test]
+    fn control_only_line_before_login_is_ignored() {
+        let mut t = T::new();
+        t.room.connect(0, &mut t.out);
+        t.take(0);
+        t.say(0, "\x07\x1b[");
+        assert_eq!(t.take(0).len(), 1, "'[' is a (bad) name");
+        t.say(0, "\x07\x1b\x00");
+        assert!(t.take(0).is_empty(), "empty after cleaning: ignored");
+        t.say(0, "al");
+        assert!(t.room.is_member(0));
     }
 
     #[test]

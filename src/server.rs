@@ -364,9 +364,12 @@ impl Server {
                 return Err(e);
             }
             let now = Instant::now();
+            let mut accept_ready = false;
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(now),
+                    // Accepted after the reads below, so a connection whose EOF
+                    // arrived in the same batch no longer counts as open.
+                    LISTENER => accept_ready = true,
                     SIGNALS => self.check_signals(now),
                     WAKER => {
                         if self.stop_flag.load(std::sync::atomic::Ordering::SeqCst) {
@@ -386,6 +389,9 @@ impl Server {
             }
             for key in std::mem::take(&mut self.read_again) {
                 self.read(key, now);
+            }
+            if accept_ready {
+                self.accept(now);
             }
             if self.accept_paused.is_some_and(|t| now >= t) {
                 self.accept_paused = None;
@@ -495,11 +501,11 @@ impl Server {
     }
 
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
-        if self.conns.len() >= self.config.max_clients {
-            log::warn!(
-                "refused {peer}: server full ({} connections)",
-                self.conns.len()
-            );
+        // Connections already doomed (EOF or error read this iteration) are
+        // closed before the next poll: they do not take a place.
+        let open = self.conns.len() - self.doomed.len();
+        if open >= self.config.max_clients {
+            log::warn!("refused {peer}: server full ({open} connections)");
             let _ = stream.write(Room::full_notice());
             let _ = stream.shutdown(Shutdown::Write);
             return;
@@ -729,6 +735,12 @@ impl Server {
         }
         let mut conn = self.conns.remove(key);
         let _ = self.poll.registry().deregister(&mut conn.stream);
+        // After the shutdown notice, nobody is told about the others leaving.
+        let why = if self.shutdown_by.is_some() {
+            Gone::Shutdown
+        } else {
+            why
+        };
         let (room, mut wire) = self.wire(now);
         let name = room.disconnect(key, why, &mut wire);
         let reason = match (why, conn.closing.is_some()) {

@@ -10,7 +10,7 @@ use log::LevelFilter;
 /// The chatroom server: one room, one thread, one mio event loop.
 /// Join with `chat-client HOST PORT` or `nc HOST PORT`.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(name = "chat-server", version, about, long_about = None)]
 struct Args {
     /// Address to listen on (`::` for IPv6).
     #[arg(long, default_value = "0.0.0.0")]
@@ -36,15 +36,8 @@ struct Args {
     /// Lines per second a user may sustain (burst twice that); 0 turns it off.
     #[arg(long, default_value_t = 20.0)]
     rate: f64,
-    /// Log more (-v debug, -vv trace).
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    verbose: u8,
-    /// Log less (-q warnings only, -qq errors only).
-    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "verbose")]
-    quiet: u8,
-    /// Log level (off, error, warn, info, debug, trace); overrides -v/-q.
-    #[arg(long)]
-    log_level: Option<LevelFilter>,
+    #[command(flatten)]
+    log: chatroom::logging::LogArgs,
 }
 
 fn seconds(s: &str) -> Result<Duration, String> {
@@ -57,12 +50,7 @@ fn seconds(s: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    chatroom::logging::init(chatroom::logging::level(
-        args.log_level,
-        LevelFilter::Info,
-        args.verbose,
-        args.quiet,
-    ));
+    args.log.init(LevelFilter::Info);
     let config = chatroom::server::Config {
         idle_timeout: args.idle_timeout,
         login_timeout: args.login_timeout,

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every benchmark target of issue 5 (chat-bench targets) on this machine
+# and prints the method's facts and the results table that BENCHMARKS.md holds.
+#
+# usage: scripts/bench.sh [-d SECONDS]
+#   -d SECONDS   seconds measured per fan-out run (ramp steps take half); default 10
+#
+# Needs 2 CPUs for the intended set-up (server pinned to CPU 0 with taskset,
+# bench on CPU 1) and a descriptor limit of at least 20,100 (hard limit;
+# chat-bench raises its soft limit itself). Takes about 3 minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dur=10
+while getopts "d:h" opt; do
+    case $opt in
+        d) dur=$OPTARG ;;
+        *) sed -n '2,10p' "$0"; exit 2 ;;
+    esac
+done
+
+cargo build --release --bins --quiet
+
+echo "== machine"
+echo "nproc:   $(nproc)"
+echo "cpu:     $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+echo "kernel:  $(uname -r)"
+echo "nofile:  soft $(ulimit -Sn), hard $(ulimit -Hn)"
+echo "taskset: $(command -v taskset || echo 'not found: server and bench are not pinned')"
+echo "loadavg: $(cut -d' ' -f1-3 /proc/loadavg) (before)"
+echo "git:     $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (modified)')"
+echo
+target/release/chat-bench targets -d "$dur"
+echo "loadavg: $(cut -d' ' -f1-3 /proc/loadavg) (after)"

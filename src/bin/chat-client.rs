@@ -1,0 +1,54 @@
+//! `chat-client`: parses flags and runs the client (see `chatroom::client`).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chatroom::client::{parse_name, parse_seconds, parse_seconds_or_zero, Config};
+use clap::Parser;
+use log::LevelFilter;
+
+/// A terminal client for the chatroom server. Lines you type are sent; the
+/// room's lines are printed. It keeps its connection: after a loss it says
+/// so (on stderr), reconnects and logs in again under the same name.
+/// Leave with /quit, !quit, {exit} or Ctrl-D.
+#[derive(Parser, Debug)]
+#[command(name = "chat-client", version, long_about = None)]
+struct Args {
+    /// Server host name or address.
+    #[arg(default_value = "localhost")]
+    host: String,
+    /// Server port.
+    #[arg(default_value_t = 53000)]
+    port: u16,
+    /// Log in under this name without being asked (reused after a reconnect).
+    #[arg(long, value_parser = parse_name)]
+    name: Option<String>,
+    /// Seconds between keepalive pings while idle; 3 silent periods mean the
+    /// connection is lost.
+    #[arg(long, default_value = "20", value_parser = parse_seconds)]
+    keepalive: Duration,
+    /// Tries in a row after a lost connection (or at start) before giving up;
+    /// the delays are 1 s, doubling, at most 8 s.
+    #[arg(long, default_value_t = 5)]
+    retries: u32,
+    /// Seconds a reconnect keeps asking for its name while the server still
+    /// holds it, before taking a variant (name_, name__, ...).
+    #[arg(long, default_value = "10", value_parser = parse_seconds_or_zero)]
+    name_wait: Duration,
+    #[command(flatten)]
+    log: chatroom::logging::LogArgs,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    args.log.init(LevelFilter::Warn);
+    chatroom::client::run(Config {
+        host: args.host,
+        port: args.port,
+        name: args.name,
+        keepalive: args.keepalive,
+        retries: args.retries,
+        name_wait: args.name_wait,
+    })
+    .exit_code()
+}

@@ -1,0 +1,73 @@
+//! Issue 2: the `chat-server` command line (`--help`, `--version`, flags).
+use std::process::Command;
+
+fn chat_server(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .args(args)
+        .output()
+        .expect("run chat-server");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `chat-server --help` lists every flag with its default.
+#[test]
+fn help_lists_every_flag_with_its_default() {
+    let (ok, out, err) = chat_server(&["--help"]);
+    assert!(ok, "{err}");
+    for (flag, default) in [
+        ("--host", Some("0.0.0.0")),
+        ("--port", Some("53000")),
+        ("--idle-timeout", Some("120")),
+        ("--login-timeout", Some("30")),
+        ("--max-line", Some("4096")),
+        ("--max-clients", Some("10000")),
+        ("--max-pending", Some("262144")),
+        ("--rate", Some("20")),
+        ("--verbose", None),
+        ("--quiet", None),
+        ("--log-level", None),
+        ("--version", None),
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.contains(flag))
+            .unwrap_or_else(|| panic!("{flag} missing from --help:\n{out}"));
+        if let Some(d) = default {
+            assert!(
+                line.contains(&format!("[default: {d}]")),
+                "{flag} without its default {d}: {line:?}"
+            );
+        }
+    }
+    assert!(out.contains("-v,") && out.contains("-q,"), "{out}");
+}
+
+/// `chat-server --version` prints the version and exits 0.
+#[test]
+fn version_prints_the_version() {
+    let (ok, out, err) = chat_server(&["--version"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out:?}");
+}
+
+/// Bad flag values are refused with an error and a non-zero status, before
+/// anything is bound.
+#[test]
+fn bad_flag_values_are_refused() {
+    for args in [
+        &["--idle-timeout", "0"][..],
+        &["--login-timeout", "-1"],
+        &["--max-line", "0"],
+        &["--port", "70000"],
+        &["--rate", "fast"],
+        &["--no-such-flag"],
+    ] {
+        let (ok, _, err) = chat_server(args);
+        assert!(!ok, "{args:?} accepted");
+        assert!(!err.is_empty(), "{args:?}: no error message");
+    }
+}
