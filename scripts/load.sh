@@ -13,9 +13,8 @@
 # /quit and exit. Then it prints how many joined, how many had all their own
 # lines echoed (sent), how many read every line of every client in each
 # sender's order (received) and how many exited with status 0, and exits 1
-# if any client fell short. Bounded in time (SECONDS + 60 s + CLIENTS/20 s at
-# most);
-# every process it started is stopped on exit, by process group.
+# if any client fell short. Bounded in time (at most SECONDS + 60 s +
+# CLIENTS/20 s); every process it started is stopped on exit, by process group.
 #
 # Binaries: $CHAT_CLIENT and $CHAT_SERVER if set, else target/release/ (built
 # with cargo if missing).

@@ -544,20 +544,19 @@ fn targets(cli: &Cli, duration: f64) -> Result<bool, String> {
         }),
         met: r.best().is_some_and(|b| b.offered >= 3e6),
     });
-    let sat = r
-        .steps
-        .iter()
-        .filter(|s| s.clean())
-        .max_by(|a, b| a.throughput.total_cmp(&b.throughput));
+    // At saturation: the highest rate that still held p99 and lost nothing
+    // (beyond it latency, not CPU, gives out first).
+    let sat = r.best();
     rows.push(Row {
-        what: "server CPU per delivery at saturation (busiest clean ramp step)".into(),
+        what: "server CPU per delivery at saturation (highest passing ramp step)".into(),
         goal: "well under 1 µs".into(),
         got: sat.map_or("?".into(), |s| {
             format!(
-                "{:.3} µs at {} deliveries/s, server at {:.0} % of a core",
+                "{:.3} µs at {} deliveries/s (server {:.0} %, bench {:.0} % of a core)",
                 s.us_per_delivery(),
                 thousands(s.throughput),
-                100.0 * s.server_cpu / s.span
+                100.0 * s.server_cpu / s.span,
+                100.0 * s.bench_cpu / s.span
             )
         }),
         met: sat.is_some_and(|s| s.us_per_delivery() < 0.5),
