@@ -31,8 +31,6 @@ pub struct Target {
     pub addr: SocketAddr,
     /// Its process id (for `/proc/PID/stat` and `/proc/PID/status`).
     pub pid: u32,
-    /// The CPU it is pinned to, if known (for that core's busy time).
-    pub cpu: Option<usize>,
 }
 
 /// A `chat-server` started by the bench; killed when dropped.
@@ -157,11 +155,7 @@ impl ServerProc {
         let pid = child.id();
         Ok(ServerProc {
             child,
-            target: Target {
-                addr,
-                pid,
-                cpu: pinned,
-            },
+            target: Target { addr, pid },
             command,
         })
     }

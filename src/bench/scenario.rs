@@ -126,8 +126,6 @@ pub struct Step {
     pub samples: u64,
     /// Server CPU seconds from window start to the end of the drain.
     pub server_cpu: f64,
-    /// Busy seconds of the server's core over the same span (NaN if not pinned).
-    pub server_core: f64,
     /// Deliveries read over the same span.
     pub deliveries_since: u64,
     /// Seconds of that span.
@@ -224,8 +222,6 @@ pub struct Connect {
     pub dropped: usize,
     /// Server CPU seconds per single line (its broadcast and writes).
     pub line_server_cpu: f64,
-    /// Busy seconds of the server's core per single line (NaN if not pinned).
-    pub line_server_core: f64,
     /// Bench CPU seconds per single line (reading it on every client).
     pub line_bench_cpu: f64,
     /// `/proc/loadavg` at the end.
@@ -258,12 +254,6 @@ fn secs(s: f64) -> u64 {
 
 fn server_cpu(t: &Target) -> f64 {
     sys::process_cpu(t.pid).unwrap_or(f64::NAN)
-}
-
-fn server_core(t: &Target) -> f64 {
-    t.cpu
-        .and_then(|c| sys::core_busy(c).ok())
-        .unwrap_or(f64::NAN)
 }
 
 /// Logs `load.clients` clients in; the login report.
@@ -313,17 +303,12 @@ fn run_step(
         fleet.expect_from(s, q);
     }
     let before: Counters = fleet.c.clone();
-    let mut at_from: Option<(f64, f64, f64, u64)> = None;
+    let mut at_from: Option<(f64, f64, u64)> = None;
     let mut k = 0u64;
     loop {
         let now = now_ns();
         if at_from.is_none() && now >= from {
-            at_from = Some((
-                server_cpu(target),
-                server_core(target),
-                sys::self_cpu(),
-                now,
-            ));
+            at_from = Some((server_cpu(target), sys::self_cpu(), now));
         }
         while k < total && sched(k) <= now {
             let s = (k % senders as u64) as usize;
@@ -357,7 +342,7 @@ fn run_step(
         fleet.turn(Some(cap))?;
     }
     let end = now_ns();
-    let (cpu0, core0, me0, t_from) = at_from.unwrap_or((f64::NAN, f64::NAN, f64::NAN, from));
+    let (cpu0, me0, t_from) = at_from.unwrap_or((f64::NAN, f64::NAN, from));
     let c = &fleet.c;
     let received = c.chat - before.chat;
     let h = &fleet.latency;
@@ -379,7 +364,6 @@ fn run_step(
         max: h.max(),
         samples: h.count(),
         server_cpu: server_cpu(target) - cpu0,
-        server_core: server_core(target) - core0,
         deliveries_since: c.chat_since_window,
         span: (end - t_from) as f64 / 1e9,
         bench_cpu: sys::self_cpu() - me0,
@@ -569,7 +553,6 @@ fn connect_with(
         line_lost: 0,
         dropped: 0,
         line_server_cpu: f64::NAN,
-        line_server_core: f64::NAN,
         line_bench_cpu: f64::NAN,
         loadavg: String::new(),
     };
@@ -580,7 +563,7 @@ fn connect_with(
         }
         out.rss_after_kib = sys::process_rss_kib(target.pid)?;
         fleet.measure(0, u64::MAX);
-        let (cpu0, core0, me0) = (server_cpu(target), server_core(target), sys::self_cpu());
+        let (cpu0, me0) = (server_cpu(target), sys::self_cpu());
         for j in 0..lines {
             let before = fleet.c.chat;
             let t = now_ns();
@@ -603,7 +586,6 @@ fn connect_with(
         }
         let k = lines.max(1) as f64;
         out.line_server_cpu = (server_cpu(target) - cpu0) / k;
-        out.line_server_core = (server_core(target) - core0) / k;
         out.line_bench_cpu = (sys::self_cpu() - me0) / k;
     }
     out.dropped = fleet.c.dropped;
@@ -753,15 +735,7 @@ impl Step {
             100.0 * self.server_cpu / self.span,
             self.us_per_delivery()
         );
-        if self.server_core.is_finite() {
-            let _ = writeln!(
-                s,
-                "              its core busy {:.2} s ({:.0} %, softirq included): {:.3} µs per delivery",
-                self.server_core,
-                100.0 * self.server_core / self.span,
-                self.server_core * 1e6 / self.deliveries_since.max(1) as f64
-            );
-        }
+
         let _ = writeln!(
             s,
             "  bench CPU   {:.2} s ({:.0} % of a core); send lag p99 {}, max {}",
@@ -799,7 +773,7 @@ impl Step {
     /// As a JSON object.
     pub fn json(&self) -> String {
         format!(
-            "{{\"rate\":{},\"receivers\":{},\"lines\":{},\"expected\":{},\"received\":{},\"lost\":{},\"reordered\":{},\"refused\":{},\"dropped\":{},\"offered_per_s\":{},\"deliveries_per_s\":{},\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"max_ns\":{},\"samples\":{},\"server_cpu_s\":{},\"server_core_busy_s\":{},\"span_s\":{},\"us_per_delivery\":{},\"bench_cpu_s\":{},\"send_lag_p99_ns\":{},\"send_lag_max_ns\":{},\"loadavg\":{}}}",
+            "{{\"rate\":{},\"receivers\":{},\"lines\":{},\"expected\":{},\"received\":{},\"lost\":{},\"reordered\":{},\"refused\":{},\"dropped\":{},\"offered_per_s\":{},\"deliveries_per_s\":{},\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"max_ns\":{},\"samples\":{},\"server_cpu_s\":{},\"span_s\":{},\"us_per_delivery\":{},\"bench_cpu_s\":{},\"send_lag_p99_ns\":{},\"send_lag_max_ns\":{},\"loadavg\":{}}}",
             jnum(self.rate),
             self.receivers,
             self.lines,
@@ -817,7 +791,6 @@ impl Step {
             self.max,
             self.samples,
             jnum(self.server_cpu),
-            jnum(self.server_core),
             jnum(self.span),
             jnum(self.us_per_delivery()),
             jnum(self.bench_cpu),
@@ -958,9 +931,8 @@ impl Connect {
             );
             let _ = writeln!(
                 s,
-                "              per line: server CPU {:.1} ms (its core busy {:.1} ms, softirq included), bench CPU {:.1} ms",
+                "              per line: server CPU {:.1} ms, bench CPU {:.1} ms",
                 self.line_server_cpu * 1e3,
-                self.line_server_core * 1e3,
                 self.line_bench_cpu * 1e3
             );
         }
@@ -972,7 +944,7 @@ impl Connect {
     pub fn json(&self) -> String {
         let times: Vec<String> = self.line_ms.iter().map(|t| jnum(*t)).collect();
         format!(
-            "{{\"scenario\":\"connect\",\"login\":{},\"rss_before_kib\":{},\"rss_after_kib\":{},\"rss_per_conn_bytes\":{},\"line_ms\":[{}],\"line_lost\":{},\"dropped\":{},\"line_server_cpu_s\":{},\"line_server_core_busy_s\":{},\"line_bench_cpu_s\":{},\"loadavg\":{},\"ok\":{}}}",
+            "{{\"scenario\":\"connect\",\"login\":{},\"rss_before_kib\":{},\"rss_after_kib\":{},\"rss_per_conn_bytes\":{},\"line_ms\":[{}],\"line_lost\":{},\"dropped\":{},\"line_server_cpu_s\":{},\"line_bench_cpu_s\":{},\"loadavg\":{},\"ok\":{}}}",
             self.login.json(),
             self.rss_before_kib,
             self.rss_after_kib,
@@ -981,7 +953,6 @@ impl Connect {
             self.line_lost,
             self.dropped,
             jnum(self.line_server_cpu),
-            jnum(self.line_server_core),
             jnum(self.line_bench_cpu),
             jstr(&self.loadavg),
             self.ok()

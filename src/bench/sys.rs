@@ -19,6 +19,9 @@ pub fn now_ns() -> u64 {
 }
 
 /// CPU seconds (user + system) a process has used, from `/proc/PID/stat`.
+/// The kernel scales its tick samples to the scheduler's exact run time, and
+/// without `CONFIG_IRQ_TIME_ACCOUNTING` this includes the softirq work (the
+/// loopback receive path) done while the process runs.
 pub fn process_cpu(pid: u32) -> io::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name may hold spaces and parentheses: fields start after the last ')'.
@@ -46,30 +49,6 @@ fn clock_ticks() -> f64 {
     } else {
         100.0
     }
-}
-
-/// Seconds CPU `cpu` has been busy (user, nice, system, irq, softirq) from
-/// `/proc/stat`: with the server pinned there, this includes the softirq
-/// time of the loopback traffic its writes cause, which the kernel may not
-/// charge to the process.
-pub fn core_busy(cpu: usize) -> io::Result<f64> {
-    let stat = std::fs::read_to_string("/proc/stat")?;
-    let name = format!("cpu{cpu}");
-    let line = stat
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(name.as_str()))
-        .ok_or_else(|| io::Error::other(format!("no {name} in /proc/stat")))?;
-    let f: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq ...
-    let busy = [0, 1, 2, 5, 6]
-        .iter()
-        .filter_map(|&i| f.get(i))
-        .sum::<u64>();
-    Ok(busy as f64 / clock_ticks())
 }
 
 /// Resident memory of a process in KiB, from `/proc/PID/status`.

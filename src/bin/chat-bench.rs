@@ -220,11 +220,7 @@ fn ideal_for(opts: &ServerOpts) -> Result<Under, String> {
 
 fn server_for(opts: &ServerOpts, clients: usize) -> Result<Under, String> {
     if let (Some(addr), Some(pid)) = (opts.addr, opts.pid) {
-        return Ok(Under::Given(Target {
-            addr,
-            pid,
-            cpu: None,
-        }));
+        return Ok(Under::Given(Target { addr, pid }));
     }
     let path = opts.server.clone().unwrap_or_else(default_server_path);
     let cpu = (!opts.no_pin && sys::cpus() > opts.server_cpu).then_some(opts.server_cpu);
