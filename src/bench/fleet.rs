@@ -156,7 +156,11 @@ impl Fleet {
             prefix: prefix.to_owned(),
             clients: Vec::new(),
             target: 0,
-            max_inflight: max_inflight.max(1),
+            max_inflight: if max_inflight == 0 {
+                usize::MAX
+            } else {
+                max_inflight
+            },
             inflight: 0,
             senders,
             next_seq: Vec::new(),
@@ -210,7 +214,7 @@ impl Fleet {
     }
 
     /// Opens clients until `n` exist (at most `max_inflight` logging in at a
-    /// time) and runs the loop until all are in and every join notice has
+    /// time, 0 for no limit) and runs the loop until all are in and every join notice has
     /// been read, or `limit` passes. The k-th user to join gets the join
     /// notices of everyone from k on, so all is read when `N(N+1)/2`
     /// notices have arrived (counting from an empty fleet).

@@ -33,7 +33,7 @@ pub struct Load {
     pub duration: f64,
     /// At most this many seconds to wait for lines still in flight.
     pub drain: f64,
-    /// Clients logging in at the same time, at most.
+    /// Clients logging in at the same time, at most (0: all at once).
     pub inflight: usize,
     /// Seconds the login may take before the run is given up.
     pub login_limit: f64,
@@ -50,7 +50,7 @@ impl Default for Load {
             warmup: 1.0,
             duration: 10.0,
             drain: 30.0,
-            inflight: 2000,
+            inflight: 0,
             login_limit: 120.0,
             prefix: "b".into(),
         }

@@ -75,8 +75,8 @@ struct LoadOpts {
     /// At most this many seconds to wait for lines in flight after sending.
     #[arg(long, default_value_t = 30.0)]
     drain: f64,
-    /// Clients logging in at the same time, at most.
-    #[arg(long, default_value_t = 2000)]
+    /// Clients logging in at the same time, at most (0: all at once).
+    #[arg(long, default_value_t = 0)]
     inflight: usize,
     /// Give up if logging in takes longer than this many seconds.
     #[arg(long, default_value_t = 120.0)]
@@ -140,8 +140,8 @@ enum Scenario {
         /// Clients.
         #[arg(short = 'n', long, default_value_t = 10_000)]
         clients: usize,
-        /// Clients logging in at the same time, at most.
-        #[arg(long, default_value_t = 2000)]
+        /// Clients logging in at the same time, at most (0: all at once).
+        #[arg(long, default_value_t = 0)]
         inflight: usize,
         /// Seconds to stay idle before reading the RSS (the server frees
         /// idle buffers in its once-a-second sweep).
