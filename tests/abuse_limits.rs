@@ -4,6 +4,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -78,9 +79,23 @@ fn max_clients_leaver_and_newcomer_race() {
 
 #[test]
 fn descriptor_exhaustion_pauses_accepts_without_spinning() {
-    let mut cmd = Command::new("prlimit");
-    cmd.arg("--nofile=64:64")
-        .arg(env!("CARGO_BIN_EXE_chat-server"));
+    // RLIMIT_NOFILE 64 for the server only, set in the child before exec
+    // (as `prlimit --nofile=64:64` would, without needing that tool).
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chat-server"));
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 64,
+                rlim_max: 64,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
     let mut server = Server::start_with(cmd, &[]);
     let mut alice = server.login("alice");
     let mut bob = server.login("bob");
