@@ -12,6 +12,7 @@
 //! - [`ServerProc`]: a `chat-server` the bench starts itself, pinned to one
 //!   core with `taskset` where available.
 
+pub mod cli;
 pub mod fleet;
 pub mod hist;
 pub mod ideal;

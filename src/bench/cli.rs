@@ -1,0 +1,582 @@
+//! The `chat-bench` command line: flags, scenarios and the runs behind
+//! them (the binary only parses and calls [`main`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::bench::scenario::{self, dur, thousands, Load, RampPlan};
+use crate::bench::{default_server_path, sys, ServerProc, Target};
+use clap::{Args, Parser, Subcommand};
+
+/// Benchmarks chat-server with many clients in one thread (mio, loopback).
+///
+/// By default it starts the release `chat-server` next to its own executable
+/// (pinned to --server-cpu with taskset; the bench pins itself to
+/// --bench-cpu). With --addr and --pid it measures a server already running
+/// (start it with --rate 0, a large --max-clients and --idle-timeout).
+#[derive(Parser, Debug)]
+#[command(name = "chat-bench", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+    #[command(flatten)]
+    server: ServerOpts,
+    /// Print one JSON object instead of the readable report.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+struct ServerOpts {
+    /// Start the server (the default when --addr is not given).
+    #[arg(long, global = true, conflicts_with = "addr")]
+    spawn: bool,
+    /// Address of a running server to measure instead.
+    #[arg(long, global = true, requires = "pid")]
+    addr: Option<SocketAddr>,
+    /// Process id of that server (for its CPU time and RSS).
+    #[arg(long, global = true, requires = "addr")]
+    pid: Option<u32>,
+    /// The server binary to start.
+    #[arg(long, global = true)]
+    server: Option<PathBuf>,
+    /// Extra argument for a started server (repeatable), e.g. --server-arg=--max-pending=1048576.
+    #[arg(long = "server-arg", global = true, allow_hyphen_values = true)]
+    server_args: Vec<String>,
+    /// CPU the started server is pinned to (with taskset).
+    #[arg(long, global = true, default_value_t = 0)]
+    server_cpu: usize,
+    /// CPU the bench pins itself to.
+    #[arg(long, global = true, default_value_t = 1)]
+    bench_cpu: usize,
+    /// Pin nothing.
+    #[arg(long, global = true)]
+    no_pin: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+struct LoadOpts {
+    /// Clients logged in (senders included).
+    #[arg(short = 'n', long, default_value_t = 1000)]
+    clients: usize,
+    /// Clients that send.
+    #[arg(short, long, default_value_t = 10)]
+    senders: usize,
+    /// Bytes of each chat line as every user receives it (`NAME: TEXT` + LF).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Seconds measured (per step for ramp).
+    #[arg(short, long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds sent before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// At most this many seconds to wait for lines in flight after sending.
+    #[arg(long, default_value_t = 30.0)]
+    drain: f64,
+    /// Clients logging in at the same time, at most (0: all at once).
+    #[arg(long, default_value_t = 0)]
+    inflight: usize,
+    /// Give up if logging in takes longer than this many seconds.
+    #[arg(long, default_value_t = 120.0)]
+    login_limit: f64,
+}
+
+impl LoadOpts {
+    fn load(&self) -> Load {
+        Load {
+            clients: self.clients,
+            senders: self.senders,
+            size: self.size,
+            warmup: self.warmup,
+            duration: self.duration,
+            drain: self.drain,
+            inflight: self.inflight,
+            login_limit: self.login_limit,
+            prefix: "b".into(),
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Scenario {
+    /// N clients, S senders, R lines/s in total (open loop): throughput,
+    /// loss, latency, CPU per delivery.
+    Fanout {
+        #[command(flatten)]
+        load: LoadOpts,
+        /// Lines per second, over all senders.
+        #[arg(short, long, default_value_t = 3000.0)]
+        rate: f64,
+    },
+    /// Rising rates, then bisection: the highest rate with p99 within
+    /// --p99-ms and nothing lost.
+    Ramp {
+        #[command(flatten)]
+        load: LoadOpts,
+        /// First rate, lines/s.
+        #[arg(long, default_value_t = 500.0)]
+        from: f64,
+        /// Multiplier while steps pass.
+        #[arg(long, default_value_t = 2.0)]
+        factor: f64,
+        /// Stop when the gap between pass and fail is below this fraction.
+        #[arg(long, default_value_t = 0.05)]
+        precision: f64,
+        /// Highest rate tried, lines/s.
+        #[arg(long, default_value_t = 1e6)]
+        max_rate: f64,
+        /// At most this many steps.
+        #[arg(long, default_value_t = 14)]
+        max_steps: usize,
+        /// The latency limit (p99), ms.
+        #[arg(long, default_value_t = 50.0)]
+        p99_ms: f64,
+    },
+    /// N clients log in at once, each reading every join notice; then the
+    /// server's RSS per connection; then the time for one line to reach all.
+    Connect {
+        /// Clients.
+        #[arg(short = 'n', long, default_value_t = 10_000)]
+        clients: usize,
+        /// Clients logging in at the same time, at most (0: all at once).
+        #[arg(long, default_value_t = 0)]
+        inflight: usize,
+        /// Seconds to stay idle before reading the RSS (the server frees
+        /// idle buffers in its once-a-second sweep).
+        #[arg(long, default_value_t = 2.5)]
+        settle: f64,
+        /// Single lines sent one after another after that.
+        #[arg(long, default_value_t = 5)]
+        lines: usize,
+        /// Give up if logging in takes longer than this many seconds.
+        #[arg(long, default_value_t = 120.0)]
+        login_limit: f64,
+    },
+    /// The floor for `connect`'s single line: the same measurement against
+    /// a bare broadcaster (one write per receiver, no protocol, no login).
+    Floor {
+        /// Clients.
+        #[arg(short = 'n', long, default_value_t = 10_000)]
+        clients: usize,
+        /// Single lines sent one after another.
+        #[arg(long, default_value_t = 5)]
+        lines: usize,
+    },
+    /// The bare broadcaster `floor` starts (internal).
+    #[command(hide = true)]
+    IdealServer {
+        /// Port on 127.0.0.1.
+        #[arg(long)]
+        port: u16,
+    },
+    /// Every target of issue 5, each on a fresh server; prints the table.
+    Targets {
+        /// Seconds measured per fan-out run and per ramp step.
+        #[arg(short, long, default_value_t = 10.0)]
+        duration: f64,
+    },
+}
+
+/// The server for one scenario: started now, or the one given.
+enum Under {
+    Spawned(ServerProc),
+    Given(Target),
+}
+
+impl Under {
+    fn target(&self) -> Target {
+        match self {
+            Under::Spawned(s) => s.target,
+            Under::Given(t) => *t,
+        }
+    }
+}
+
+fn ideal_for(opts: &ServerOpts) -> Result<Under, String> {
+    let cpu = (!opts.no_pin && sys::cpus() > opts.server_cpu).then_some(opts.server_cpu);
+    let s =
+        ServerProc::spawn_ideal(cpu).map_err(|e| format!("starting the bare broadcaster: {e}"))?;
+    Ok(Under::Spawned(s))
+}
+
+fn server_for(opts: &ServerOpts, clients: usize) -> Result<Under, String> {
+    if let (Some(addr), Some(pid)) = (opts.addr, opts.pid) {
+        return Ok(Under::Given(Target { addr, pid }));
+    }
+    let path = opts.server.clone().unwrap_or_else(default_server_path);
+    let cpu = (!opts.no_pin && sys::cpus() > opts.server_cpu).then_some(opts.server_cpu);
+    let s = ServerProc::spawn(&path, cpu, clients + 64, &opts.server_args)
+        .map_err(|e| format!("starting the server: {e}"))?;
+    Ok(Under::Spawned(s))
+}
+
+fn header(json: bool, under: &Under) {
+    if json {
+        return;
+    }
+    println!("machine: {}; loadavg {}", sys::machine(), sys::loadavg());
+    match under {
+        Under::Spawned(s) => println!("server:  {} (pid {})", s.command, s.target.pid),
+        Under::Given(t) => println!("server:  {} (pid {})", t.addr, t.pid),
+    }
+}
+
+fn run(cli: &Cli) -> Result<bool, String> {
+    let e = |e: std::io::Error| e.to_string();
+    match &cli.scenario {
+        Scenario::Fanout { load, rate } => {
+            let under = server_for(&cli.server, load.clients)?;
+            header(cli.json, &under);
+            let r = scenario::fanout(&under.target(), &load.load(), *rate).map_err(e)?;
+            drop(under);
+            if cli.json {
+                println!("{}", r.json());
+            } else {
+                print!("{}", r.text(*rate));
+            }
+            Ok(r.ok())
+        }
+        Scenario::Ramp {
+            load,
+            from,
+            factor,
+            precision,
+            max_rate,
+            max_steps,
+            p99_ms,
+        } => {
+            let under = server_for(&cli.server, load.clients)?;
+            header(cli.json, &under);
+            let plan = RampPlan {
+                from: *from,
+                factor: *factor,
+                precision: *precision,
+                max_rate: *max_rate,
+                max_steps: *max_steps,
+                limit_ns: (*p99_ms * 1e6) as u64,
+            };
+            let l = load.load();
+            if !cli.json {
+                println!(
+                    "ramp: {} clients, {} senders, {} B lines, {} s per step (+{} s warm-up), p99 limit {}",
+                    thousands(l.clients as f64),
+                    l.senders,
+                    l.size,
+                    l.duration,
+                    l.warmup,
+                    dur(plan.limit_ns)
+                );
+            }
+            let json = cli.json;
+            let r = scenario::ramp(&under.target(), &l, &plan, |s| {
+                if !json {
+                    println!("{}", s.short(plan.limit_ns));
+                }
+            })
+            .map_err(e)?;
+            drop(under);
+            if json {
+                println!("{}", r.json());
+            } else {
+                print!("{}", r.text());
+            }
+            Ok(r.login.ok() && !r.steps.is_empty())
+        }
+        Scenario::Connect {
+            clients,
+            inflight,
+            settle,
+            lines,
+            login_limit,
+        } => {
+            let under = server_for(&cli.server, *clients)?;
+            header(cli.json, &under);
+            let load = Load {
+                clients: *clients,
+                senders: 1,
+                inflight: *inflight,
+                login_limit: *login_limit,
+                ..Load::default()
+            };
+            let r = scenario::connect(&under.target(), &load, *settle, *lines).map_err(e)?;
+            drop(under);
+            if cli.json {
+                println!("{}", r.json());
+            } else {
+                print!("{}", r.text());
+            }
+            Ok(r.ok())
+        }
+        Scenario::Floor { clients, lines } => {
+            let under = ideal_for(&cli.server)?;
+            header(cli.json, &under);
+            let load = Load {
+                clients: *clients,
+                senders: 1,
+                ..Load::default()
+            };
+            let r = scenario::floor(&under.target(), &load, *lines).map_err(e)?;
+            drop(under);
+            if cli.json {
+                println!("{}", r.json());
+            } else {
+                print!("floor (bare broadcaster): {}", r.text());
+            }
+            Ok(r.ok())
+        }
+        Scenario::IdealServer { port } => {
+            let l = std::net::TcpListener::bind(("127.0.0.1", *port)).map_err(e)?;
+            crate::bench::ideal::serve(l).map_err(e)?;
+            Ok(true)
+        }
+        Scenario::Targets { duration } => targets(cli, *duration),
+    }
+}
+
+/// One row of the targets table.
+struct Row {
+    what: String,
+    goal: String,
+    got: String,
+    met: bool,
+}
+
+fn targets(cli: &Cli, duration: f64) -> Result<bool, String> {
+    if cli.server.addr.is_some() {
+        return Err("targets starts its own servers; drop --addr/--pid".into());
+    }
+    let e = |e: std::io::Error| e.to_string();
+    let mut rows = Vec::new();
+    let mut json = Vec::new();
+    println!("machine: {}", sys::machine());
+    println!("loadavg at start: {}", sys::loadavg());
+
+    // 1. 10,000 users at once.
+    let n = 10_000;
+    let under = server_for(&cli.server, n)?;
+    if let Under::Spawned(s) = &under {
+        println!("server:  {}\n", s.command);
+    }
+    let load = Load {
+        clients: n,
+        senders: 1,
+        ..Load::default()
+    };
+    let c = scenario::connect(&under.target(), &load, 2.5, 5).map_err(e)?;
+    drop(under);
+    println!("{}", c.text());
+    json.push(c.json());
+    rows.push(Row {
+        what: "10,000 users log in at once, each reads all 50,005,000 join notices".into(),
+        goal: "<= 5 s".into(),
+        got: format!(
+            "{:.2} s (all in after {:.2} s){}",
+            c.login.all_notices_s,
+            c.login.all_in_s,
+            if c.login.ok() { "" } else { "; LOGIN FAILED" }
+        ),
+        met: c.login.ok() && c.login.all_notices_s <= 5.0,
+    });
+    rows.push(Row {
+        what: "server RSS per idle connection, (after - before) / N".into(),
+        goal: "<= 2,048 B".into(),
+        got: format!("{:.0} B", c.rss_per_conn()),
+        met: c.login.ok() && c.rss_per_conn() <= 2048.0,
+    });
+    rows.push(Row {
+        what: "then one line reaches all 10,000 (worst of 5)".into(),
+        goal: "<= 60 ms".into(),
+        got: format!(
+            "{:.1} ms (median {:.1} ms){}",
+            c.line_max(),
+            c.line_p50(),
+            if c.line_lost > 0 { "; LOST" } else { "" }
+        ),
+        met: c.ok() && c.line_ms.len() == 5 && c.line_max() <= 60.0,
+    });
+
+    // The floor for that single line on this machine: a bare broadcaster.
+    let under = ideal_for(&cli.server)?;
+    let load = Load {
+        clients: n,
+        senders: 1,
+        ..Load::default()
+    };
+    let fl = scenario::floor(&under.target(), &load, 5).map_err(e)?;
+    drop(under);
+    println!("floor (bare broadcaster): {}", fl.text());
+    json.push(fl.json());
+    rows.push(Row {
+        what: "(reference) the same line through a bare broadcaster: one write() per receiver, no protocol".into(),
+        goal: "-".into(),
+        got: format!(
+            "{:.1} ms (median {:.1} ms); {:.1} ms of server CPU per line vs {:.1} ms for chat-server",
+            fl.line_max(),
+            fl.line_p50(),
+            fl.line_server_cpu * 1e3,
+            c.line_server_cpu * 1e3
+        ),
+        met: fl.ok(),
+    });
+
+    // 2. Fan-out, 1,000 users, 10 senders, 3,000 lines/s = 3,000,000 deliveries/s.
+    let load = Load {
+        clients: 1000,
+        senders: 10,
+        duration,
+        ..Load::default()
+    };
+    let under = server_for(&cli.server, load.clients)?;
+    let f = scenario::fanout(&under.target(), &load, 3000.0).map_err(e)?;
+    drop(under);
+    println!("{}", f.text(3000.0));
+    json.push(f.json());
+    let (got, met) = match &f.step {
+        Some(s) => (
+            format!(
+                "{} offered, {} read/s in the window; p99 {}; lost {}, dropped {}; bench CPU {:.0} %",
+                thousands(s.offered),
+                thousands(s.throughput),
+                dur(s.p99),
+                thousands(s.lost as f64),
+                s.dropped,
+                100.0 * s.bench_cpu / s.span
+            ),
+            f.ok() && s.offered >= 3e6 && s.p99 <= 50_000_000,
+        ),
+        None => ("login failed".into(), false),
+    };
+    rows.push(Row {
+        what: "fan-out: 1,000 users, 10 senders, 64 B lines, 3,000 lines/s".into(),
+        goal: ">= 3,000,000 deliveries/s, p99 <= 50 ms, 0 lost".into(),
+        got,
+        met,
+    });
+
+    // 3. Light load: 100 users, 1,000 lines/s.
+    let load = Load {
+        clients: 100,
+        senders: 10,
+        duration,
+        ..Load::default()
+    };
+    let under = server_for(&cli.server, load.clients)?;
+    let f = scenario::fanout(&under.target(), &load, 1000.0).map_err(e)?;
+    drop(under);
+    println!("{}", f.text(1000.0));
+    json.push(f.json());
+    let (got, met) = match &f.step {
+        Some(s) => (
+            format!(
+                "p99 {} (p50 {}, p99.9 {}); lost {}",
+                dur(s.p99),
+                dur(s.p50),
+                dur(s.p999),
+                s.lost
+            ),
+            f.ok() && s.p99 < 2_000_000,
+        ),
+        None => ("login failed".into(), false),
+    };
+    rows.push(Row {
+        what: "light load: 100 users, 10 senders, 1,000 lines/s".into(),
+        goal: "p99 < 2 ms".into(),
+        got,
+        met,
+    });
+
+    // 4. Ramp: saturation and CPU per delivery.
+    let load = Load {
+        clients: 1000,
+        senders: 10,
+        duration: (duration / 2.0).max(2.0),
+        ..Load::default()
+    };
+    let plan = RampPlan {
+        from: 1000.0,
+        ..RampPlan::default()
+    };
+    let under = server_for(&cli.server, load.clients)?;
+    println!(
+        "ramp: 1,000 clients, 10 senders, 64 B lines, {} s per step",
+        load.duration
+    );
+    let r = scenario::ramp(&under.target(), &load, &plan, |s| {
+        println!("{}", s.short(plan.limit_ns));
+    })
+    .map_err(e)?;
+    drop(under);
+    println!("{}", r.text());
+    json.push(r.json());
+    rows.push(Row {
+        what: "ramp: highest fan-out rate with p99 <= 50 ms, 0 lost (1,000 users)".into(),
+        goal: ">= 3,000,000 deliveries/s".into(),
+        got: r.best().map_or("none passed".into(), |b| {
+            format!(
+                "{} deliveries/s ({} lines/s), p99 {}",
+                thousands(b.offered),
+                thousands(b.rate),
+                dur(b.p99)
+            )
+        }),
+        met: r.best().is_some_and(|b| b.offered >= 3e6),
+    });
+    // At saturation: the highest rate that still held p99 and lost nothing
+    // (beyond it latency, not CPU, gives out first).
+    let sat = r.best();
+    rows.push(Row {
+        what: "server CPU per delivery at saturation (highest passing ramp step)".into(),
+        goal: "well under 1 µs".into(),
+        got: sat.map_or("?".into(), |s| {
+            format!(
+                "{:.3} µs at {} deliveries/s (server {:.0} %, bench {:.0} % of a core)",
+                s.us_per_delivery(),
+                thousands(s.throughput),
+                100.0 * s.server_cpu / s.span,
+                100.0 * s.bench_cpu / s.span
+            )
+        }),
+        met: sat.is_some_and(|s| s.us_per_delivery() < 0.5),
+    });
+
+    if cli.json {
+        println!("[{}]", json.join(",\n"));
+    }
+    println!("loadavg at end: {}\n", sys::loadavg());
+    println!("| target | goal | measured | met |");
+    println!("| --- | --- | --- | --- |");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {} |",
+            r.what,
+            r.goal,
+            r.got,
+            match (r.goal.as_str(), r.met) {
+                ("-", true) => "(reference)",
+                ("-", false) => "(reference run failed)",
+                (_, true) => "met",
+                (_, false) => "not met",
+            }
+        );
+    }
+    Ok(true)
+}
+
+/// Runs the scenario `cli` names; the exit status says whether it passed.
+pub fn main(cli: Cli) -> ExitCode {
+    sys::raise_nofile();
+    let serving = matches!(cli.scenario, Scenario::IdealServer { .. });
+    if !serving && !cli.server.no_pin && sys::cpus() > cli.server.bench_cpu {
+        sys::pin_self(cli.server.bench_cpu);
+    }
+    match run(&cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("chat-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
