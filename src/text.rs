@@ -39,8 +39,11 @@ pub fn clean(text: &str) -> Cow<'_, str> {
 }
 
 /// The key under which a name is unique: the name without regard to case.
+/// Upper-casing first folds the letters whose case forms differ in length
+/// or have two lower-case forms (`ß`/`SS`, `ς`/`σ`/`Σ`, `ﬁ`/`FI`), which
+/// plain lower-casing would keep apart.
 pub fn fold(name: &str) -> String {
-    name.to_lowercase()
+    name.to_uppercase().to_lowercase()
 }
 
 /// Why a name was refused.
@@ -102,6 +105,15 @@ mod tests {
     #[test]
     fn decode_replaces_invalid() {
         assert_eq!(decode(b"a\xffb"), "a\u{fffd}b");
+    }
+
+    #[test]
+    fn fold_ignores_case_fully() {
+        assert_eq!(fold("straße"), fold("STRASSE"));
+        assert_eq!(fold("Strasse"), fold("STRAßE"));
+        assert_eq!(fold("ὈΔΥΣΣΕΎΣ"), fold("ὀδυσσεύς"));
+        assert_eq!(fold("Émile"), fold("éMILE"));
+        assert_ne!(fold("alice"), fold("alicf"));
     }
 
     #[test]

@@ -139,17 +139,21 @@ fn reserved_names_in_any_case() {
     accepted(&mut m, "admins");
 }
 
-/// §3.2 Names are unique without regard to case (also for non-ASCII letters).
+/// §3.2 Names are unique without regard to case (also for non-ASCII letters,
+/// `straße` and `STRASSE` included).
 #[test]
 fn taken_names_without_regard_to_case() {
-    let (s, mut c) = room(&[], &["alice", "émile"]);
+    let (s, mut c) = room(&[], &["alice", "émile", "straße"]);
     let mut n = greeted(&s);
-    for bad in ["alice", "ALICE", "Alice", "ÉMILE", "Émile"] {
+    for bad in [
+        "alice", "ALICE", "Alice", "ÉMILE", "Émile", "STRASSE", "strasse",
+    ] {
         refused(&mut n, bad);
     }
     accepted(&mut n, "alice2");
     c[0].expect("[SERVER]: alice2 joined the chat!");
     c[1].expect("[SERVER]: alice2 joined the chat!");
+    c[2].expect("[SERVER]: alice2 joined the chat!");
 }
 
 /// §3.2 "A bad or taken name gets a notice that says why": each reason has
