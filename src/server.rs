@@ -113,6 +113,8 @@ struct Connection {
     closing: Option<Instant>,
     /// Our side has been shut down for writing.
     shut: bool,
+    /// The peer sent EOF: once our pending output is written, close.
+    peer_eof: bool,
 }
 
 impl Connection {
@@ -538,6 +540,7 @@ impl Server {
             doomed: false,
             closing: None,
             shut: false,
+            peer_eof: false,
         });
         log::info!("conn {key} connected from {peer}");
         let (room, mut wire) = self.wire(now);
@@ -554,8 +557,22 @@ impl Server {
                 return;
             }
             match conn.stream.read(&mut self.scratch) {
-                Ok(0) => {
+                Ok(0) if conn.closing.is_some() => {
                     self.doom(key, Gone::Disconnected, "closed by peer");
+                    return;
+                }
+                Ok(0) => {
+                    // EOF: the others are told now; what is pending for this
+                    // connection is still written (a half-closed peer, like
+                    // `nc` fed from a file, reads it), then it is closed.
+                    conn.peer_eof = true;
+                    let peer = conn.peer;
+                    let (room, mut wire) = self.wire(now);
+                    match room.disconnect(key, Gone::Disconnected, &mut wire) {
+                        Some(name) => log::info!("conn {key} ({name}) from {peer}: disconnected"),
+                        None => log::info!("conn {key} from {peer}: disconnected"),
+                    }
+                    wire.hang_up(key);
                     return;
                 }
                 Ok(n) => {
@@ -668,6 +685,11 @@ impl Server {
                 conn.shut = true;
                 let _ = conn.stream.shutdown(Shutdown::Write);
             }
+            if conn.shut && conn.peer_eof {
+                // Both sides are done: nothing to linger for.
+                self.doom(key, Gone::Disconnected, "output written after EOF");
+                return;
+            }
             false
         } else {
             // Compact only once the written part outweighs the rest: each
@@ -749,6 +771,11 @@ impl Server {
             (Gone::Shutdown, _) => "closed at shutdown",
             (Gone::Disconnected, _) => "disconnected",
         };
+        if conn.peer_eof {
+            // Its disconnect was logged when the EOF arrived.
+            log::debug!("conn {key} from {}: closed after EOF", conn.peer);
+            return;
+        }
         match name {
             Some(name) => log::info!("conn {key} ({name}) from {}: {reason}", conn.peer),
             None => log::info!("conn {key} from {}: {reason}", conn.peer),

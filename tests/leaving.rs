@@ -90,6 +90,35 @@ fn eof_is_has_disconnected() {
     assert_eq!(c[0].expect_eof(), Vec::<String>::new());
 }
 
+/// §3.5 EOF right after input (as `printf 'name\nhi\n' | nc` sends it): the
+/// lines before the EOF are handled, the others are told the user has
+/// disconnected, and what the server had for the leaver still reaches it
+/// before the close.
+#[test]
+fn eof_after_input_still_gets_the_replies() {
+    let (s, mut c) = room(&[], &["alice"]);
+    let mut d = s.connect();
+    d.send_raw(b"dave\nhello from a pipe\n/ping last\n");
+    d.shutdown_write();
+    c[0].expect("[SERVER]: dave joined the chat!");
+    c[0].expect("dave: hello from a pipe");
+    c[0].expect("[SERVER]: dave has disconnected.");
+    let got = d.expect_eof();
+    assert!(got[0].starts_with("[SERVER]: "), "greeting: {got:?}");
+    assert!(
+        got[1].starts_with("[SERVER]: ") && got[1].contains("dave"),
+        "welcome: {got:?}"
+    );
+    assert_eq!(
+        got[2..],
+        [
+            "[SERVER]: dave joined the chat!",
+            "dave: hello from a pipe",
+            "/pong last"
+        ]
+    );
+}
+
 /// §3.5 a reset: everyone else gets `[SERVER]: NAME has disconnected.`
 #[test]
 fn reset_is_has_disconnected() {
