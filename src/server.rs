@@ -276,6 +276,9 @@ pub struct Server {
     sweep_every: Duration,
     /// Keys found by a sweep (reused list).
     expired: Vec<(usize, bool)>,
+    /// Connections whose peer has sent EOF and that only finish writing:
+    /// they no longer take a place under `--max-clients`.
+    leaving: usize,
 }
 
 /// Runs a server on an already-bound listener until SIGINT/SIGTERM.
@@ -333,6 +336,7 @@ impl Server {
             next_sweep: Instant::now() + sweep_every,
             sweep_every,
             expired: Vec::new(),
+            leaving: 0,
             config,
         })
     }
@@ -503,9 +507,15 @@ impl Server {
     }
 
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
-        // Connections already doomed (EOF or error read this iteration) are
-        // closed before the next poll: they do not take a place.
-        let open = self.conns.len() - self.doomed.len();
+        // Connections already doomed (an error read this iteration) are
+        // closed before the next poll, and those whose peer sent EOF only
+        // finish writing: neither takes a place.
+        let doomed = self
+            .doomed
+            .iter()
+            .filter(|&&(k, _)| self.conns.get(k).is_some_and(|c| !c.peer_eof))
+            .count();
+        let open = self.conns.len() - doomed - self.leaving;
         if open >= self.config.max_clients {
             log::warn!("refused {peer}: server full ({open} connections)");
             let _ = stream.write(Room::full_notice());
@@ -566,6 +576,7 @@ impl Server {
                     // connection is still written (a half-closed peer, like
                     // `nc` fed from a file, reads it), then it is closed.
                     conn.peer_eof = true;
+                    self.leaving += 1;
                     let peer = conn.peer;
                     let (room, mut wire) = self.wire(now);
                     match room.disconnect(key, Gone::Disconnected, &mut wire) {
@@ -756,6 +767,9 @@ impl Server {
             return;
         }
         let mut conn = self.conns.remove(key);
+        if conn.peer_eof {
+            self.leaving -= 1;
+        }
         let _ = self.poll.registry().deregister(&mut conn.stream);
         // After the shutdown notice, nobody is told about the others leaving.
         let why = if self.shutdown_by.is_some() {
