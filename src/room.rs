@@ -88,13 +88,6 @@ struct Member {
     refilled: Instant,
 }
 
-/// Counters a benchmark or log line may want.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Stats {
-    /// Lines handed to the outbox, one per receiver.
-    pub deliveries: u64,
-}
-
 /// The chat room: every session, the name index and the rules.
 pub struct Room {
     /// Limits and timeouts.
@@ -107,8 +100,6 @@ pub struct Room {
     names: HashMap<String, ConnId>,
     /// Reused buffer a line is formatted into before it is sent.
     line: String,
-    /// Counters.
-    stats: Stats,
 }
 
 /// The commands `/help` lists.
@@ -131,13 +122,7 @@ impl Room {
             members: Vec::new(),
             names: HashMap::new(),
             line: String::with_capacity(256),
-            stats: Stats::default(),
         }
-    }
-
-    /// Counters so far.
-    pub fn stats(&self) -> Stats {
-        self.stats
     }
 
     /// Users in the room.
@@ -395,10 +380,12 @@ impl Room {
         if text.is_empty() || !self.allow(id, now, out) {
             return;
         }
-        let name = self.member_name(id);
+        let Some(Some(Session::Member(m))) = self.sessions.get(id) else {
+            return;
+        };
         self.line.clear();
-        let _ = writeln!(self.line, "{name}: {text}");
-        self.broadcast(None, out);
+        let _ = writeln!(self.line, "{}: {text}", m.name);
+        self.broadcast(out);
     }
 
     fn me(&mut self, id: ConnId, rest: &str, now: Instant, out: &mut impl Outbox) {
@@ -409,10 +396,12 @@ impl Room {
         if !self.allow(id, now, out) {
             return;
         }
-        let name = self.member_name(id);
+        let Some(Some(Session::Member(m))) = self.sessions.get(id) else {
+            return;
+        };
         self.line.clear();
-        let _ = writeln!(self.line, "* {name} {text}");
-        self.broadcast(None, out);
+        let _ = writeln!(self.line, "* {} {text}", m.name);
+        self.broadcast(out);
     }
 
     fn msg(&mut self, id: ConnId, rest: &str, now: Instant, out: &mut impl Outbox) {
@@ -484,7 +473,6 @@ impl Room {
             line.push_str(name);
         }
         line.push('\n');
-        self.stats.deliveries += 1;
         out.send(id, line.as_bytes());
     }
 
@@ -545,32 +533,17 @@ impl Room {
     fn notice_all(&mut self, out: &mut impl Outbox, args: std::fmt::Arguments<'_>) {
         self.line.clear();
         let _ = writeln!(self.line, "[SERVER]: {args}");
-        self.broadcast(None, out);
+        self.broadcast(out);
     }
 
     /// Sends the formatted line to one connection.
     fn deliver(&mut self, id: ConnId, out: &mut impl Outbox) {
-        self.stats.deliveries += 1;
         out.send(id, self.line.as_bytes());
     }
 
-    /// Sends the formatted line, as the same bytes, to every member but `except`.
-    fn broadcast(&mut self, except: Option<ConnId>, out: &mut impl Outbox) {
-        let bytes = self.line.as_bytes();
-        match except {
-            None => {
-                out.broadcast(&self.members, bytes);
-                self.stats.deliveries += self.members.len() as u64;
-            }
-            Some(x) => {
-                for &m in &self.members {
-                    if m != x {
-                        out.send(m, bytes);
-                        self.stats.deliveries += 1;
-                    }
-                }
-            }
-        }
+    /// Sends the formatted line, as the same bytes, to every member.
+    fn broadcast(&mut self, out: &mut impl Outbox) {
+        out.broadcast(&self.members, self.line.as_bytes());
     }
 }
 

@@ -15,11 +15,10 @@
 
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::line::{Frame, LineReader};
@@ -65,8 +64,6 @@ impl Default for Config {
 const LISTENER: Token = Token(usize::MAX);
 /// Token of the signal source.
 const SIGNALS: Token = Token(usize::MAX - 1);
-/// Token of the waker that [`Stopper`] uses.
-const WAKER: Token = Token(usize::MAX - 2);
 
 /// Bytes read per `read` call into the loop's one scratch buffer.
 const READ_CHUNK: usize = 64 * 1024;
@@ -133,6 +130,37 @@ impl Connection {
     }
 }
 
+/// Puts `c` (key `id`) on the list of connections to flush, once.
+#[inline]
+fn mark_dirty(c: &mut Connection, id: usize, dirty: &mut Vec<usize>) {
+    if !c.dirty {
+        c.dirty = true;
+        dirty.push(id);
+    }
+}
+
+/// Whether `c` (key `id`) takes `len` more bytes of output. A connection
+/// being dropped or already shut takes none; one whose unwritten output
+/// would pass `--max-pending` is doomed instead.
+#[inline]
+fn takes(
+    c: &mut Connection,
+    id: usize,
+    len: usize,
+    max_pending: usize,
+    doomed: &mut Vec<(usize, Gone)>,
+) -> bool {
+    if c.doomed || c.shut {
+        return false;
+    }
+    if c.pending() + len > max_pending {
+        c.doomed = true;
+        doomed.push((id, Gone::TooSlow));
+        return false;
+    }
+    true
+}
+
 /// The loop's [`Outbox`]: queues the room's lines for their receivers.
 struct Wire<'a> {
     /// All connections.
@@ -155,20 +183,12 @@ impl Outbox for Wire<'_> {
         let Some(c) = self.conns.get_mut(to) else {
             return;
         };
-        if c.doomed || c.shut {
-            return;
-        }
-        if c.pending() + line.len() > self.max_pending {
-            c.doomed = true;
-            self.doomed.push((to, Gone::TooSlow));
+        if !takes(c, to, line.len(), self.max_pending, self.doomed) {
             return;
         }
         c.take_log(self.log);
         c.out.extend_from_slice(line);
-        if !c.dirty {
-            c.dirty = true;
-            self.dirty.push(to);
-        }
+        mark_dirty(c, to, self.dirty);
     }
 
     /// Appends `line` to the broadcast log once; each receiver's range of
@@ -182,12 +202,7 @@ impl Outbox for Wire<'_> {
             let Some(c) = self.conns.get_mut(id) else {
                 continue;
             };
-            if c.doomed || c.shut {
-                continue;
-            }
-            if c.pending() + line.len() > self.max_pending {
-                c.doomed = true;
-                self.doomed.push((id, Gone::TooSlow));
+            if !takes(c, id, line.len(), self.max_pending, self.doomed) {
                 continue;
             }
             if c.log_to != start {
@@ -198,38 +213,15 @@ impl Outbox for Wire<'_> {
                 c.log_from = start;
             }
             c.log_to = end;
-            if !c.dirty {
-                c.dirty = true;
-                self.dirty.push(id);
-            }
+            mark_dirty(c, id, self.dirty);
         }
     }
 
     fn hang_up(&mut self, id: ConnId) {
         if let Some(c) = self.conns.get_mut(id) {
             c.closing.get_or_insert(self.close_by);
-            if !c.dirty {
-                c.dirty = true;
-                self.dirty.push(id);
-            }
+            mark_dirty(c, id, self.dirty);
         }
-    }
-}
-
-/// Stops a running [`Server`] from another thread, like SIGTERM does.
-#[derive(Clone)]
-pub struct Stopper {
-    /// Wakes the poll loop.
-    waker: Arc<Waker>,
-    /// Tells the loop why it woke.
-    flag: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Stopper {
-    /// Asks the server to shut down gracefully.
-    pub fn stop(&self) {
-        self.flag.store(true, std::sync::atomic::Ordering::SeqCst);
-        let _ = self.waker.wake();
     }
 }
 
@@ -264,10 +256,6 @@ pub struct Server {
     accept_errors: u64,
     /// SIGINT/SIGTERM as a poll source.
     signals: Option<signal_hook_mio::v1_0::Signals>,
-    /// Set by a [`Stopper`].
-    stop_flag: Arc<std::sync::atomic::AtomicBool>,
-    /// Kept alive so [`Stopper`]s can wake the loop.
-    waker: Arc<Waker>,
     /// Shutting down: exit when every connection is gone or at this instant.
     shutdown_by: Option<Instant>,
     /// When the next sweep is due.
@@ -307,7 +295,6 @@ impl Server {
         } else {
             None
         };
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let shortest = config.idle_timeout.min(config.login_timeout);
         let sweep_every = (shortest / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         let room = Room::new(RoomConfig {
@@ -330,8 +317,6 @@ impl Server {
             accept_paused: None,
             accept_errors: 0,
             signals,
-            stop_flag: Arc::default(),
-            waker,
             shutdown_by: None,
             next_sweep: Instant::now() + sweep_every,
             sweep_every,
@@ -344,14 +329,6 @@ impl Server {
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
-    }
-
-    /// A handle that shuts this server down from another thread.
-    pub fn stopper(&self) -> Stopper {
-        Stopper {
-            waker: self.waker.clone(),
-            flag: self.stop_flag.clone(),
-        }
     }
 
     /// Runs the loop until shutdown has finished.
@@ -377,11 +354,6 @@ impl Server {
                     // arrived in the same batch no longer counts as open.
                     LISTENER => accept_ready = true,
                     SIGNALS => self.check_signals(now),
-                    WAKER => {
-                        if self.stop_flag.load(std::sync::atomic::Ordering::SeqCst) {
-                            self.begin_shutdown(now, "stop requested");
-                        }
-                    }
                     Token(key) => {
                         // Errors and hang-ups show up as readable: the read says which.
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -453,10 +425,7 @@ impl Server {
 
     fn mark_dirty(&mut self, key: usize) {
         if let Some(c) = self.conns.get_mut(key) {
-            if !c.dirty {
-                c.dirty = true;
-                self.dirty.push(key);
-            }
+            mark_dirty(c, key, &mut self.dirty);
         }
     }
 
@@ -871,12 +840,6 @@ impl Server {
         let (room, mut wire) = self.wire(now);
         room.shutdown(&mut wire);
         // Connections without a session (already hanging up) keep their deadline.
-    }
-
-    /// The registry, for tests that want to check registration.
-    #[doc(hidden)]
-    pub fn registry(&self) -> &Registry {
-        self.poll.registry()
     }
 }
 
