@@ -179,6 +179,29 @@ enum Scenario {
     },
 }
 
+/// One fan-out target run on a fresh server: `clients` users, 10 senders,
+/// `rate` lines/s; prints it and adds it to `json`.
+fn fanout_target(
+    cli: &Cli,
+    clients: usize,
+    rate: f64,
+    duration: f64,
+    json: &mut Vec<String>,
+) -> Result<scenario::Fanout, String> {
+    let load = Load {
+        clients,
+        senders: 10,
+        duration,
+        ..Load::default()
+    };
+    let under = server_for(&cli.server, load.clients)?;
+    let f = scenario::fanout(&under.target(), &load, rate).map_err(|e| e.to_string())?;
+    drop(under);
+    println!("{}", f.text(rate));
+    json.push(f.json());
+    Ok(f)
+}
+
 /// The server for one scenario: started now, or the one given.
 enum Under {
     Spawned(ServerProc),
@@ -422,17 +445,7 @@ fn targets(cli: &Cli, duration: f64) -> Result<bool, String> {
     });
 
     // 2. Fan-out, 1,000 users, 10 senders, 3,000 lines/s = 3,000,000 deliveries/s.
-    let load = Load {
-        clients: 1000,
-        senders: 10,
-        duration,
-        ..Load::default()
-    };
-    let under = server_for(&cli.server, load.clients)?;
-    let f = scenario::fanout(&under.target(), &load, 3000.0).map_err(e)?;
-    drop(under);
-    println!("{}", f.text(3000.0));
-    json.push(f.json());
+    let f = fanout_target(cli, 1000, 3000.0, duration, &mut json)?;
     let (got, met) = match &f.step {
         Some(s) => (
             format!(
@@ -456,17 +469,7 @@ fn targets(cli: &Cli, duration: f64) -> Result<bool, String> {
     });
 
     // 3. Light load: 100 users, 1,000 lines/s.
-    let load = Load {
-        clients: 100,
-        senders: 10,
-        duration,
-        ..Load::default()
-    };
-    let under = server_for(&cli.server, load.clients)?;
-    let f = scenario::fanout(&under.target(), &load, 1000.0).map_err(e)?;
-    drop(under);
-    println!("{}", f.text(1000.0));
-    json.push(f.json());
+    let f = fanout_target(cli, 100, 1000.0, duration, &mut json)?;
     let (got, met) = match &f.step {
         Some(s) => (
             format!(

@@ -333,18 +333,10 @@ impl Fleet {
             c.out.extend_from_slice(bytes);
             return;
         }
-        let mut done = 0;
-        while done < bytes.len() {
-            match c.stream.write(&bytes[done..]) {
-                Ok(n) => done += n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    self.gone(i);
-                    return;
-                }
-            }
-        }
+        let Ok(done) = write_some(&mut c.stream, bytes) else {
+            self.gone(i);
+            return;
+        };
         if done < bytes.len() {
             self.clients[i].out.extend_from_slice(&bytes[done..]);
         }
@@ -352,18 +344,10 @@ impl Fleet {
 
     fn flush(&mut self, i: usize) {
         let c = &mut self.clients[i];
-        let mut done = 0;
-        while done < c.out.len() {
-            match c.stream.write(&c.out[done..]) {
-                Ok(n) => done += n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    self.gone(i);
-                    return;
-                }
-            }
-        }
+        let Ok(done) = write_some(&mut c.stream, &c.out) else {
+            self.gone(i);
+            return;
+        };
         c.out.drain(..done);
     }
 
@@ -675,6 +659,20 @@ fn parse_dec(s: &[u8]) -> Option<usize> {
         v = v * 10 + usize::from(b - b'0');
     }
     Some(v)
+}
+
+/// Writes as much of `bytes` as the socket takes now; `Err` on a hard error.
+fn write_some(stream: &mut impl Write, bytes: &[u8]) -> Result<usize, ()> {
+    let mut done = 0;
+    while done < bytes.len() {
+        match stream.write(&bytes[done..]) {
+            Ok(n) => done += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(_) => return Err(()),
+        }
+    }
+    Ok(done)
 }
 
 #[cfg(test)]

@@ -387,16 +387,21 @@ fn check_load(load: &Load) -> io::Result<()> {
     Ok(())
 }
 
-/// The `fanout` scenario at `rate` lines/s.
-pub fn fanout(target: &Target, load: &Load, rate: f64) -> io::Result<Fanout> {
-    check_load(load)?;
-    let mut fleet = Fleet::new(
+/// The clients `load` describes, not yet connected, against `target`.
+fn fleet_for(target: &Target, load: &Load) -> io::Result<Fleet> {
+    Fleet::new(
         target.addr,
         &load.prefix,
         load.senders,
         load.size,
         load.inflight,
-    )?;
+    )
+}
+
+/// The `fanout` scenario at `rate` lines/s.
+pub fn fanout(target: &Target, load: &Load, rate: f64) -> io::Result<Fanout> {
+    check_load(load)?;
+    let mut fleet = fleet_for(target, load)?;
     let login = log_in(&mut fleet, target, load);
     let step = if login.ok() {
         let mut seq = vec![0u32; load.senders];
@@ -452,13 +457,7 @@ pub fn ramp(
     check_load(load)?;
     let mut generation = 0;
     let mut fleet_load = load.clone();
-    let mut fleet = Fleet::new(
-        target.addr,
-        &load.prefix,
-        load.senders,
-        load.size,
-        load.inflight,
-    )?;
+    let mut fleet = fleet_for(target, load)?;
     let mut login = log_in(&mut fleet, target, &fleet_load);
     let mut seq = vec![0u32; load.senders];
     let mut steps = Vec::new();
@@ -489,13 +488,7 @@ pub fn ramp(
             fleet.close();
             generation += 1;
             fleet_load.prefix = format!("g{generation}{}", load.prefix);
-            fleet = Fleet::new(
-                target.addr,
-                &fleet_load.prefix,
-                load.senders,
-                load.size,
-                load.inflight,
-            )?;
+            fleet = fleet_for(target, &fleet_load)?;
             seq.iter_mut().for_each(|q| *q = 0);
             let again = log_in(&mut fleet, target, &fleet_load);
             login.errors += again.errors;
