@@ -435,6 +435,9 @@ impl Server {
         if self.accept_paused.is_some() {
             return;
         }
+        // A connection that failed in this iteration's reads frees its place
+        // before the newcomers are counted.
+        self.close_doomed(now);
         loop {
             let Some(listener) = self.listener.as_ref() else {
                 return;
@@ -476,15 +479,9 @@ impl Server {
     }
 
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
-        // Connections already doomed (an error read this iteration) are
-        // closed before the next poll, and those whose peer sent EOF only
-        // finish writing: neither takes a place.
-        let doomed = self
-            .doomed
-            .iter()
-            .filter(|&&(k, _)| self.conns.get(k).is_some_and(|c| !c.peer_eof))
-            .count();
-        let open = self.conns.len() - doomed - self.leaving;
+        // Connections whose peer sent EOF only finish writing: they take
+        // no place (doomed ones were closed before accepting).
+        let open = self.conns.len() - self.leaving;
         if open >= self.config.max_clients {
             log::warn!("refused {peer}: server full ({open} connections)");
             let _ = stream.write(Room::full_notice());
@@ -700,14 +697,20 @@ impl Server {
         }
     }
 
+    /// Closes the connections doomed so far (their notices go out with the
+    /// next flush).
+    fn close_doomed(&mut self, now: Instant) {
+        for (key, why) in std::mem::take(&mut self.doomed) {
+            self.close(key, why, now);
+        }
+    }
+
     /// Flushes every dirty connection once and drops the doomed ones, until
     /// neither is left (a drop may tell others, which dirties them).
     fn settle(&mut self, now: Instant) {
         loop {
             if !self.doomed.is_empty() {
-                for (key, why) in std::mem::take(&mut self.doomed) {
-                    self.close(key, why, now);
-                }
+                self.close_doomed(now);
                 continue;
             }
             if self.dirty.is_empty() {
