@@ -1,8 +1,9 @@
 //! chatroom: one chat room, served by one thread on one `mio` event loop.
 //!
 //! Any line-based TCP tool (`nc`, `telnet`, `socat`) is a client; so is the
-//! small `chat-client` in this crate. The wire protocol is in `PROTOCOL.md`
-//! (shared with the people we build for); this crate implements it.
+//! small `chat-client` in this crate. The wire protocol is
+//! `docs/PROTOCOL.md` in the repository (version 2); this crate implements
+//! it, and every rule there has a test in `tests/` through a real socket.
 //!
 //! # Layout
 //!
@@ -16,7 +17,9 @@
 //! - [`server`]: the event loop. Accepts, reads until `WouldBlock`, feeds
 //!   lines to the room, appends its output to per-connection buffers, flushes
 //!   each connection once per iteration, sweeps idle connections, and shuts
-//!   down on SIGINT/SIGTERM.
+//!   down on SIGINT/SIGTERM. It owns the budgets: what one turn reads, when
+//!   reading slows down for a reader that is behind, who is too slow, and
+//!   the places under `--max-clients`/`--max-per-ip` (`server/places.rs`).
 //! - [`bench`]: the load generator behind `chat-bench`: many clients in
 //!   one thread over loopback, fan-out/ramp/connect scenarios, latency
 //!   histogram and `/proc` readings (see `BENCHMARKS.md`).

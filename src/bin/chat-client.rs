@@ -40,7 +40,10 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => return chatroom::logging::flag_error("chat-client", e),
+    };
     args.log.init(LevelFilter::Warn);
     chatroom::client::run(Config {
         host: args.host,
