@@ -25,7 +25,8 @@
 //!   histogram and `/proc` readings (see `BENCHMARKS.md`).
 //! - [`client`]: the `chat-client` library: two blocking threads (stdin
 //!   and socket), reconnects, keepalive and login as unit-tested policy code
-//!   ([`client::policy`], [`client::login`]).
+//!   ([`client::policy`], [`client::login`]), and on a terminal a line
+//!   editor that keeps the half-typed line intact ([`client::term`]).
 //! - [`logging`]: log set-up shared by the binaries (logs go to stderr).
 //! - `src/bin/`: thin `main`s that parse flags and call the library.
 
