@@ -17,6 +17,8 @@
 //!   lines to the room, appends its output to per-connection buffers, flushes
 //!   each connection once per iteration, sweeps idle connections, and shuts
 //!   down on SIGINT/SIGTERM.
+//! - [`web`]: the web side as plain code with no I/O: the WebSocket frame
+//!   codec (text messages in as line bytes, room lines out as text frames).
 //! - [`bench`]: the load generator behind `chat-bench`: many clients in
 //!   one thread over loopback, fan-out/ramp/connect scenarios, latency
 //!   histogram and `/proc` readings (see `BENCHMARKS.md`).
@@ -33,3 +35,4 @@ pub mod logging;
 pub mod room;
 pub mod server;
 pub mod text;
+pub mod web;
