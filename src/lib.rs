@@ -17,8 +17,10 @@
 //!   lines to the room, appends its output to per-connection buffers, flushes
 //!   each connection once per iteration, sweeps idle connections, and shuts
 //!   down on SIGINT/SIGTERM.
-//! - [`web`]: the web side as plain code with no I/O: the WebSocket frame
-//!   codec (text messages in as line bytes, room lines out as text frames).
+//! - [`web`]: the web side as plain code with no I/O: the HTTP request
+//!   head and its answers, the WebSocket frame codec (text messages in as
+//!   line bytes, room lines out as text frames), and the page's embedded
+//!   files.
 //! - [`bench`]: the load generator behind `chat-bench`: many clients in
 //!   one thread over loopback, fan-out/ramp/connect scenarios, latency
 //!   histogram and `/proc` readings (see `BENCHMARKS.md`).
