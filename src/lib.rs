@@ -19,8 +19,8 @@
 //!   down on SIGINT/SIGTERM.
 //! - [`web`]: the web side as plain code with no I/O: the HTTP request
 //!   head and its answers, the WebSocket frame codec (text messages in as
-//!   line bytes, room lines out as text frames), and the page's embedded
-//!   files.
+//!   line bytes, room lines out as text frames), the `/metrics` body, and
+//!   the page's embedded files.
 //! - [`bench`]: the load generator behind `chat-bench`: many clients in
 //!   one thread over loopback, fan-out/ramp/connect scenarios, latency
 //!   histogram and `/proc` readings (see `BENCHMARKS.md`).

@@ -26,7 +26,7 @@ const MAX_HEADERS: usize = 64;
 pub enum Reply {
     /// Write this complete response, then close the connection.
     Respond(Vec<u8>),
-    /// `GET /metrics`: write the metrics response of the
+    /// `GET /metrics`: write [`super::metrics::Metrics::response`] of the
     /// server's counters, then close the connection.
     Metrics,
     /// A valid WebSocket upgrade: write this `101` response; from here on

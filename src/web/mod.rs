@@ -10,8 +10,10 @@
 //!
 //! - [`http`]: the request head, routing, and every HTTP response.
 //! - [`ws`]: the WebSocket frame codec, server side.
+//! - [`metrics`]: the `/metrics` body in Prometheus text format.
 //! - [`assets`]: the page's files, by path.
 
 pub mod assets;
 pub mod http;
+pub mod metrics;
 pub mod ws;
