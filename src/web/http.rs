@@ -77,11 +77,11 @@ impl HeadReader {
         let (reply, end) = if old == 0 {
             let done = decide(new, lf, origins);
             if done.is_none() {
-                self.buf.extend_from_slice(new);
+                self.keep(new);
             }
             done?
         } else {
-            self.buf.extend_from_slice(new);
+            self.keep(new);
             decide(&self.buf, lf, origins)?
         };
         self.buf = Vec::new();
@@ -89,6 +89,17 @@ impl HeadReader {
             reply,
             consumed: end.saturating_sub(old),
         })
+    }
+
+    /// Appends `bytes` to the head so far. The buffer grows by doubling but
+    /// never past [`MAX_HEAD`], so a slow head holds at most 8 KiB.
+    fn keep(&mut self, bytes: &[u8]) {
+        let need = self.buf.len() + bytes.len();
+        if need > self.buf.capacity() {
+            let target = need.max(self.buf.capacity() * 2).min(MAX_HEAD);
+            self.buf.reserve_exact(target - self.buf.len());
+        }
+        self.buf.extend_from_slice(bytes);
     }
 }
 
@@ -471,6 +482,7 @@ mod tests {
                 break;
             }
             assert!(reader.buffered() < MAX_HEAD);
+            assert!(reader.buf.capacity() <= MAX_HEAD);
         }
         let (at, d) = decided.expect("decided");
         assert_eq!(at, MAX_HEAD - 1, "decided at the 8192nd byte");
@@ -484,13 +496,18 @@ mod tests {
     #[test]
     fn endless_head_without_lf_gets_431() {
         let mut reader = HeadReader::new();
-        let chunk = [b'a'; 1000];
+        let chunk = [b'a'; 1500];
         let mut got = None;
-        for _ in 0..9 {
+        for _ in 0..6 {
             got = reader.feed(&chunk, &[]);
             if got.is_some() {
                 break;
             }
+            assert!(
+                reader.buf.capacity() <= MAX_HEAD,
+                "{}",
+                reader.buf.capacity()
+            );
         }
         let Some(Decision {
             reply: Reply::Respond(bytes),
