@@ -20,6 +20,10 @@
 //!   down on SIGINT/SIGTERM. It owns the budgets: what one turn reads, when
 //!   reading slows down for a reader that is behind, who is too slow, and
 //!   the places under `--max-clients`/`--max-per-ip` (`server/places.rs`).
+//! - [`web`]: the web side as plain code with no I/O: the HTTP request
+//!   head and its answers, the WebSocket frame codec (text messages in as
+//!   line bytes, room lines out as text frames), the `/metrics` body, and
+//!   the page's embedded files.
 //! - [`bench`]: the load generator behind `chat-bench`: many clients in
 //!   one thread over loopback, fan-out/ramp/connect scenarios, latency
 //!   histogram and `/proc` readings (see `BENCHMARKS.md`).
@@ -37,3 +41,4 @@ pub mod logging;
 pub mod room;
 pub mod server;
 pub mod text;
+pub mod web;
