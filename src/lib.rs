@@ -17,6 +17,9 @@
 //!   lines to the room, appends its output to per-connection buffers, flushes
 //!   each connection once per iteration, sweeps idle connections, and shuts
 //!   down on SIGINT/SIGTERM.
+//! - [`store`]: the history on disk (`--history-db`): an SQLite file
+//!   opened (or refused) at start, one transaction of public lines per loop
+//!   turn, pruned to the kept lines, with a backlog when a write fails.
 //! - [`bench`]: the load generator behind `chat-bench`: many clients in
 //!   one thread over loopback, fan-out/ramp/connect scenarios, latency
 //!   histogram and `/proc` readings (see `BENCHMARKS.md`).
@@ -32,4 +35,5 @@ pub mod line;
 pub mod logging;
 pub mod room;
 pub mod server;
+pub mod store;
 pub mod text;
