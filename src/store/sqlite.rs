@@ -1,7 +1,12 @@
 //! The history in an SQLite file: open (or refuse), load, append, prune.
 //!
 //! The schema is two tables: `line (id INTEGER PRIMARY KEY, text)` holds
-//! the kept lines, `state` holds one row with the last id ever assigned.
+//! the kept lines, `state` holds one row with a last id. The last id ever
+//! assigned is the greater of that row and the newest line. A prune never
+//! deletes the newest line when `keep` > 0 and folds its id into the row
+//! first, so the row is written only at open, at a prune and, when
+//! `keep` = 0 (no line is written), in every transaction: a one-line turn
+//! changes one page, which halves what goes through the WAL.
 //! `PRAGMA application_id` marks the file as ours and `PRAGMA user_version`
 //! is the schema version; a file with anything else is refused before
 //! anything is written to it.
@@ -39,8 +44,10 @@ const SCHEMA: &str = "
 const INSERT: &str = "INSERT OR REPLACE INTO line (id, text) VALUES (?1, ?2)";
 /// Raises the last id; never lowers it.
 const SET_LAST: &str = "UPDATE state SET last_id = ?1 WHERE last_id < ?1";
-/// Writes the state row unchanged: proves at open that the file takes writes.
-const TOUCH: &str = "UPDATE state SET last_id = last_id";
+/// Folds the newest line's id into the state row, before a prune (at open
+/// it also proves the file takes writes).
+const FOLD_LAST: &str =
+    "UPDATE state SET last_id = max(last_id, coalesce((SELECT max(id) FROM line), 0))";
 /// Deletes every line but the newest ?1 (nothing when there are fewer).
 const PRUNE: &str =
     "DELETE FROM line WHERE id <= (SELECT id FROM line ORDER BY id DESC LIMIT 1 OFFSET ?1)";
@@ -276,9 +283,8 @@ impl Store {
                 .and_then(|()| tx.pragma_update(None, "application_id", APPLICATION_ID))
                 .and_then(|()| tx.pragma_update(None, "user_version", SCHEMA_VERSION))
                 .map_err(classify)?;
-        } else {
-            tx.execute(TOUCH, []).map_err(classify)?;
         }
+        tx.execute(FOLD_LAST, []).map_err(classify)?;
         tx.execute(PRUNE, [keep]).map_err(classify)?;
         let lines = tx
             .prepare(LOAD)
@@ -340,8 +346,8 @@ impl Store {
             .map_err(classify)
     }
 
-    /// One transaction: the backlog, then `new`, then the last id, then a
-    /// prune when one is due. Clears the backlog once committed.
+    /// One transaction: the backlog, then `new` (or, with `keep` = 0, only
+    /// their last id), then a prune when one is due. Clears the backlog once committed.
     fn write<'a>(
         &mut self,
         new: impl Iterator<Item = (u64, &'a str)> + Clone,
@@ -370,9 +376,12 @@ impl Store {
                 put(id, text)?;
             }
         }
-        tx.prepare_cached(SET_LAST)?.execute([last_id])?;
+        if keep == 0 {
+            tx.prepare_cached(SET_LAST)?.execute([last_id])?;
+        }
         let prune = self.since_prune + written >= keep.max(PRUNE_MIN);
         if prune {
+            tx.prepare_cached(FOLD_LAST)?.execute([])?;
             tx.prepare_cached(PRUNE)?.execute([sql_count(keep)])?;
         }
         tx.commit()?;
