@@ -16,12 +16,31 @@
 //! connection sees them at once. An OS crash or power loss may take back the
 //! last transactions (the file stays consistent, it only loses its tail);
 //! only `synchronous = FULL` survives that, at the price of one `fsync` per
-//! turn on the one thread that serves every user (milliseconds on a disk, see
-//! the figures in the module's commit). Users who lose power on the server
-//! lose their connections too; losing the lines they got in the same instant
-//! is the trade we make for a loop that never waits on the disk. The
-//! checkpoints SQLite runs every 1000 WAL pages do `fsync`, so the file is
-//! made durable on disk regularly.
+//! turn on the one thread that serves every user. Users who lose power on
+//! the server lose their connections too; losing the lines they got in the
+//! same instant is the trade we make for a loop that does not wait on the
+//! disk at every turn. (`synchronous = OFF` would save nothing more per turn
+//! and could leave a damaged file after a power loss.)
+//!
+//! The `fsync`s happen at checkpoints: SQLite copies the WAL back into the
+//! file every 1000 WAL pages, inside the commit that crosses the mark. A
+//! one-line turn adds one page, so that is about every 1000 such turns.
+//!
+//! # Cost
+//!
+//! Measured with `examples/history_store.rs` (2 shared cores, ext4 on a
+//! virtual disk, 60-byte lines, `keep` 200; p50 per `append`):
+//!
+//! | turn of | tmpfs | ext4 | ext4, `synchronous = FULL` |
+//! | --- | --- | --- | --- |
+//! | 1 line | 12 µs | 12 µs | 160 µs (mean 1.4 ms) |
+//! | 10 lines | 16 µs | 18 µs | 250 µs (mean 2.0 ms) |
+//! | 100 lines | 92 µs | 103 µs | |
+//!
+//! About 10 µs per transaction plus 1 µs per line (callgrind: 19,000
+//! instructions for a one-line transaction, 5,500 per further line). A
+//! checkpoint costs 0.1 ms on tmpfs and 5 to 13 ms on the disk (once 217 ms
+//! on the busy machine): that is the turn that crosses the mark.
 //!
 //! # Bounds
 //!
