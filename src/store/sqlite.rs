@@ -12,7 +12,7 @@
 //! anything is written to it.
 
 use std::fmt;
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -68,6 +68,8 @@ pub enum Refusal {
     NoDirectory(PathBuf),
     /// The OS refused to open or create it for reading and writing.
     CannotOpen(io::Error),
+    /// Another process (another chat-server) has it open as its history.
+    InUse,
     /// SQLite could open it for reading only.
     ReadOnly,
     /// The file can be written but its directory cannot, and WAL needs to
@@ -110,6 +112,10 @@ impl fmt::Display for OpenError {
                 dir.display()
             ),
             Refusal::CannotOpen(e) => write!(f, "cannot be opened for writing: {e}"),
+            Refusal::InUse => write!(
+                f,
+                "is in use by another process (another chat-server with the same --history-db?)"
+            ),
             Refusal::ReadOnly => write!(f, "can only be read, not written"),
             Refusal::ReadOnlyDirectory => write!(
                 f,
@@ -188,6 +194,11 @@ impl std::error::Error for WriteError {
 pub struct Store {
     /// The one connection; its prepared statements are cached on it.
     conn: Connection,
+    /// Our own descriptor of the file, holding an exclusive `flock` so a
+    /// second server cannot interleave its ids with ours. Declared after
+    /// `conn`: closing any descriptor of the file drops the process's
+    /// POSIX locks, SQLite's included, so this one closes last.
+    _lock: File,
     /// The file, for messages.
     path: PathBuf,
     /// Lines kept (`--history`).
@@ -213,9 +224,10 @@ impl Store {
             path: path.to_owned(),
             why,
         };
-        check_file(path).map_err(refuse)?;
+        let lock = lock_file(path).map_err(refuse)?;
         let mut store = Store {
             conn: connect(path).map_err(refuse)?,
+            _lock: lock,
             path: path.to_owned(),
             keep,
             since_prune: 0,
@@ -412,35 +424,42 @@ impl Store {
     }
 }
 
-/// Refuses what is not a regular file, and opens (creating if missing) the
-/// file once ourselves: the OS's own reason (permission denied, read-only
-/// file system) is clearer than SQLite's "unable to open database file".
-fn check_file(path: &Path) -> Result<(), Refusal> {
+/// Refuses what is not a regular file, opens (creating if missing) the file
+/// ourselves, and takes an exclusive `flock` on it. Our own open gives the
+/// OS's reason (permission denied, read-only file system), clearer than
+/// SQLite's "unable to open database file". The lock (released by the
+/// kernel when the process dies, even by `kill -9`) is independent of
+/// SQLite's POSIX locks.
+fn lock_file(path: &Path) -> Result<File, Refusal> {
     match fs::metadata(path) {
         Ok(meta) if meta.is_dir() => return Err(Refusal::Directory),
         Ok(meta) if !meta.is_file() => return Err(Refusal::NotAFile),
         _ => {}
     }
-    match OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(path)
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let dir = match path.parent() {
-                Some(dir) if !dir.as_os_str().is_empty() => dir,
-                _ => Path::new("."),
-            };
-            if dir.is_dir() {
-                Err(Refusal::CannotOpen(e))
-            } else {
-                Err(Refusal::NoDirectory(dir.to_owned()))
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => {
+                let dir = match path.parent() {
+                    Some(dir) if !dir.as_os_str().is_empty() => dir,
+                    _ => Path::new("."),
+                };
+                if dir.is_dir() {
+                    Refusal::CannotOpen(e)
+                } else {
+                    Refusal::NoDirectory(dir.to_owned())
+                }
             }
-        }
-        Err(e) => Err(Refusal::CannotOpen(e)),
+            _ => Refusal::CannotOpen(e),
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(Refusal::InUse),
+        Err(TryLockError::Error(e)) => Err(Refusal::CannotOpen(e)),
     }
 }
 
@@ -664,8 +683,11 @@ mod tests {
         turn(&mut store, 1..=3).unwrap();
         assert_eq!(rows(&path), [1, 2, 3], "while the writer is open");
         turn(&mut store, 4..=4).unwrap();
-        // Never closed, never checkpointed: what a killed process leaves.
-        std::mem::forget(store);
+        // Never closed, never checkpointed: what a killed process leaves
+        // (the kernel releases its locks).
+        let Store { conn, _lock, .. } = store;
+        std::mem::forget(conn);
+        drop(_lock);
         let wal = fs::metadata(dir.path().join("history.db-wal")).unwrap();
         assert!(
             wal.len() > 0,
@@ -674,6 +696,17 @@ mod tests {
         let (_store, loaded) = open(&path, 10);
         assert_eq!(ids(&loaded), [1, 2, 3, 4]);
         assert_eq!(loaded.last_id, 4);
+    }
+
+    #[test]
+    fn refuses_a_file_another_store_has_open() {
+        let dir = tmp();
+        let path = db(&dir);
+        let (store, _) = open(&path, 10);
+        let why = refused(&path, "is in use by another process");
+        assert!(matches!(why, Refusal::InUse), "{why:?}");
+        drop(store);
+        open(&path, 10);
     }
 
     #[test]
