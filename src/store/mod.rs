@@ -1,7 +1,8 @@
 //! The room's history on disk (`--history-db PATH`, PROTOCOL.md section 8).
 //!
 //! [`Store::open`] opens or creates an SQLite database file, refuses any file
-//! that is not ours (one-line [`OpenError`]), and hands back the last `keep`
+//! that is not ours or that another server has open (one-line
+//! [`OpenError`]), and hands back the last `keep`
 //! lines and the last id ever assigned, so ids continue across restarts.
 //! [`Store::append`] writes one loop turn's public lines in one transaction;
 //! the server calls it *before* that turn's output is flushed, so a line any
@@ -19,8 +20,8 @@
 //! turn on the one thread that serves every user. Users who lose power on
 //! the server lose their connections too; losing the lines they got in the
 //! same instant is the trade we make for a loop that does not wait on the
-//! disk at every turn. (`synchronous = OFF` would save nothing more per turn
-//! and could leave a damaged file after a power loss.)
+//! disk at every turn. (`synchronous = OFF` would only drop the checkpoints'
+//! `fsync`s, and could leave a damaged file after a power loss.)
 //!
 //! The `fsync`s happen at checkpoints: SQLite copies the WAL back into the
 //! file every 1000 WAL pages, inside the commit that crosses the mark. A
@@ -45,11 +46,12 @@
 //! # Bounds
 //!
 //! Rows beyond the last `keep` are deleted in one statement every
-//! `max(keep, 64)` written lines (and at open), so the table holds fewer than
-//! `2 × max(keep, 64)` rows plus one turn's lines; freed pages are reused, so
-//! the file stops growing. The last id lives in its own row, which pruning
-//! never touches, so it survives even `keep` = 0 (then no text is written at
-//! all).
+//! `max(keep, 64)` written lines (and at open), in the transaction that
+//! crosses the mark, so a committed file holds fewer than
+//! `keep + max(keep, 64)` lines; freed pages are reused, so the file stops
+//! growing. The last id has a row of its own, brought up to date before each
+//! prune (and in every transaction when `keep` = 0, which writes no text at
+//! all), so pruning never loses it.
 //!
 //! # Failures
 //!
