@@ -24,6 +24,9 @@
 //!   head and its answers, the WebSocket frame codec (text messages in as
 //!   line bytes, room lines out as text frames), the `/metrics` body, and
 //!   the page's embedded files.
+//! - [`store`]: the history on disk (`--history-db`): an SQLite file
+//!   opened (or refused) at start, one transaction of public lines per loop
+//!   turn, pruned to the kept lines, with a backlog when a write fails.
 //! - [`bench`]: the load generator behind `chat-bench`: many clients in
 //!   one thread over loopback, fan-out/ramp/connect scenarios, latency
 //!   histogram and `/proc` readings (see `BENCHMARKS.md`).
@@ -40,5 +43,6 @@ pub mod line;
 pub mod logging;
 pub mod room;
 pub mod server;
+pub mod store;
 pub mod text;
 pub mod web;
