@@ -903,8 +903,12 @@ mod tests {
         };
         let _ = dec.feed(stream, |ev| {
             match ev {
-                Event::Text(t) => reader.feed(t, &mut push),
-                Event::TextEnd => reader.feed(b"\n", &mut push),
+                Event::Text(t) => {
+                    reader.feed(t, &mut push);
+                }
+                Event::TextEnd => {
+                    reader.feed(b"\n", &mut push);
+                }
                 _ => {}
             }
             true
