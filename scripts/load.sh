@@ -69,7 +69,7 @@ trap 'exit 130' INT TERM
 
 # --- the server
 if [[ -z $host ]]; then
-    "$server" --host 127.0.0.1 --port 0 --max-clients $((clients + 100)) 2>"$work/server.log" &
+    "$server" --host 127.0.0.1 --port 0 --no-web --max-clients $((clients + 100)) 2>"$work/server.log" &
     server_pid=$!
     for _ in $(seq 100); do
         port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/server.log" | head -1)

@@ -555,7 +555,7 @@ def main():
     server = subprocess.Popen(
         [
             args.server,
-            "--host", "127.0.0.1", "--port", "0",
+            "--host", "127.0.0.1", "--port", "0", "--no-web",
             "--max-pending", str(args.max_pending),
             "--idle-timeout", "30", "--login-timeout", "10",
             "--max-clients", "400",

@@ -176,16 +176,40 @@ fn flood_refused_lines_get_a_notice_each() {
         .collect();
     assert_eq!(to_bob, delivered);
 
-    // /who and /ping are not limited, even with an empty bucket.
+    // /ping is not limited, even with an empty bucket; /who and /history
+    // are (version 2: their answers can be long), each refusal told.
     let mut cmds = String::new();
     for i in 0..60 {
-        cmds.push_str(&format!("/ping t{i}\n/who\n"));
+        cmds.push_str(&format!("/ping t{i}\n/who\n/history 1\n"));
     }
     alice.send_raw(cmds.as_bytes());
+    let (mut who, mut history, mut told) = (0, 0, 0);
     for i in 0..60 {
-        alice.expect(&format!("/pong t{i}"));
-        alice.expect("[SERVER]: 2 users online: alice, bob");
+        for l in alice.read_until(&format!("/pong t{i}")) {
+            assert!(
+                l.starts_with(TOO_FAST) || l.starts_with("[SERVER]: "),
+                "{l}"
+            );
+        }
+        for _ in 0..2 {
+            let l = alice.line();
+            if l == "[SERVER]: 2 users online: alice, bob" {
+                who += 1;
+            } else if l.starts_with("[SERVER]: History (1 line):") {
+                history += 1;
+                alice.line();
+                alice.expect("[SERVER]: End of history.");
+            } else {
+                assert!(l.starts_with(TOO_FAST), "{l}");
+                told += 1;
+            }
+        }
     }
+    assert_eq!(who + history + told, 120, "a /who or /history vanished");
+    assert!(
+        told > 60,
+        "/who and /history were not limited: {told} refused"
+    );
     // /me and /msg count: a second flood of them is refused in part, with a
     // notice each.
     let mut cmds = String::new();

@@ -173,7 +173,13 @@ impl Drop for Cli {
 /// built by hand because [`Server::start`] always asks for port 0.
 fn server_on(port: u16) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--no-web",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -210,6 +216,7 @@ fn server_on(port: u16) -> Server {
     Server {
         child,
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        web_addr: None,
         log,
     }
 }

@@ -25,8 +25,7 @@ fn name_sent_byte_by_byte_is_reassembled() {
     let mut b = s.connect();
     b.expect_prefix("[SERVER]: ");
     send_bytewise(&mut b, b"bobby\r\n");
-    b.expect_prefix("[SERVER]: ");
-    b.expect("[SERVER]: bobby joined the chat!");
+    b.expect_welcome("bobby");
     c[0].expect("[SERVER]: bobby joined the chat!");
 }
 
@@ -57,8 +56,7 @@ fn name_and_chat_merged_in_one_write() {
     let mut b = s.connect();
     b.send_raw(b"bob\nhi all\n");
     b.expect_prefix("[SERVER]: "); // greeting
-    b.expect_prefix("[SERVER]: "); // welcome
-    b.expect("[SERVER]: bob joined the chat!");
+    b.expect_welcome("bob");
     b.expect("bob: hi all");
     c[0].expect("[SERVER]: bob joined the chat!");
     c[0].expect("bob: hi all");
@@ -71,8 +69,7 @@ fn crlf_is_a_line_end() {
     let mut b = s.connect();
     b.expect_prefix("[SERVER]: ");
     b.send_raw(b"bob\r\n");
-    b.expect_prefix("[SERVER]: ");
-    b.expect("[SERVER]: bob joined the chat!");
+    b.expect_welcome("bob");
     c[0].expect("[SERVER]: bob joined the chat!");
     b.send_raw(b"hi\r\nthere\r\n");
     c[0].expect("bob: hi");
@@ -159,8 +156,7 @@ fn long_line_before_login_gets_one_notice() {
     b.send("/ping p1"); // answered before login too
     b.expect("/pong p1");
     b.send("bob");
-    b.expect_prefix("[SERVER]: ");
-    b.expect("[SERVER]: bob joined the chat!");
+    b.expect_welcome("bob");
     c[0].expect("[SERVER]: bob joined the chat!");
 }
 
@@ -256,8 +252,7 @@ fn lines_empty_after_cleaning_are_ignored() {
     n.send_raw(b"\n  \r\n\t\n\x07\x1b\n");
     nothing_more(&mut n);
     n.send("carol");
-    n.expect_prefix("[SERVER]: ");
-    n.expect("[SERVER]: carol joined the chat!");
+    n.expect_welcome("carol");
 }
 
 /// §1 "Leading and trailing white space is trimmed" (chat, commands, names).
@@ -272,8 +267,7 @@ fn leading_and_trailing_white_space_is_trimmed() {
     let mut n = s.connect();
     n.expect_prefix("[SERVER]: ");
     n.send(" \t carol  ");
-    n.expect_prefix("[SERVER]: ");
-    n.expect("[SERVER]: carol joined the chat!");
+    n.expect_welcome("carol");
     c[1].expect("[SERVER]: carol joined the chat!");
 }
 

@@ -112,6 +112,9 @@ fn eof_after_input_still_gets_the_replies() {
     assert_eq!(
         got[2..],
         [
+            "[SERVER]: History (1 line):",
+            "[SERVER]: alice joined the chat!",
+            "[SERVER]: End of history.",
             "[SERVER]: dave joined the chat!",
             "dave: hello from a pipe",
             "/pong last"

@@ -20,12 +20,10 @@ fn refused(c: &mut Client, name: &str) -> String {
 }
 
 /// Sends `name` on a connection still logging in and checks it is taken:
-/// welcome, then the join notice.
+/// welcome, the room's history, then the join notice.
 fn accepted(c: &mut Client, name: &str) {
     c.send(name);
-    let welcome = c.expect_prefix("[SERVER]: ");
-    assert!(welcome.contains(name), "{welcome:?}");
-    c.expect(&format!("[SERVER]: {name} joined the chat!"));
+    c.expect_welcome(name);
 }
 
 /// A connection that has read its greeting.
@@ -279,8 +277,7 @@ fn join_notice_goes_to_everyone() {
     let (s, mut c) = room(&[], &["alice", "bob", "carol"]);
     let mut d = greeted(&s);
     d.send("dave");
-    d.expect_prefix("[SERVER]: ");
-    d.expect("[SERVER]: dave joined the chat!");
+    d.expect_welcome("dave");
     for u in c.iter_mut() {
         u.expect("[SERVER]: dave joined the chat!");
     }

@@ -1,15 +1,26 @@
 //! The room's rules, with no I/O: lines in, addressed lines out.
 //!
 //! [`Room`] knows every connection's session (waiting for a name, or chatting
-//! under one), applies PROTOCOL.md sections 2 to 5, and hands every line it
+//! under one), applies PROTOCOL.md sections 2 to 8, and hands every line it
 //! produces to an [`Outbox`]. The event loop implements [`Outbox`] by
 //! appending bytes to connection buffers; the unit tests implement it with a
-//! recorder. A broadcast line is formatted once into a reused buffer and
-//! handed to the outbox once, with the list of receivers.
+//! [`Recorder`]. A public line is formatted once into a reused buffer, gets
+//! its id from the [`History`] (the room decides the order, so every
+//! receiver sees the same id) and goes to the outbox once, with the list of
+//! receivers; how it looks on each connection (`@ID ` or not, a TCP line or
+//! a WebSocket frame) is the outbox's business.
+//!
+//! - [`history`]: the record of public lines, their ids and the ring of
+//!   kept lines.
+
+pub mod history;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
+
+pub use history::History;
+use history::Since;
 
 use crate::text::{check_name, clean, decode, fold};
 
@@ -18,17 +29,25 @@ pub type ConnId = usize;
 
 /// Where the room's output goes.
 pub trait Outbox {
-    /// Queue `line` (one whole line, LF included) for connection `to`.
+    /// Queue `line` (one whole line, LF included) for connection `to` only.
     fn send(&mut self, to: ConnId, line: &[u8]);
-    /// Queue the same `line` for every connection in `to`, in order. An
-    /// outbox may store the bytes once and share them.
-    fn broadcast(&mut self, to: &[ConnId], line: &[u8]) {
-        for &id in to {
-            self.send(id, line);
-        }
-    }
+    /// Queue public line `id` (LF included, without its id) for every
+    /// connection in `to`, in order. Connections that asked for ids get
+    /// `@ID ` before it (see [`with_id`]). An outbox may store the bytes
+    /// once per encoding and share them.
+    fn public(&mut self, to: &[ConnId], id: u64, line: &[u8]);
+    /// From now on, show (or stop showing) ids on the public lines `conn`
+    /// gets (`/ids on|off`).
+    fn show_ids(&mut self, conn: ConnId, on: bool);
     /// Close `id` once what is queued for it has been written.
     fn hang_up(&mut self, id: ConnId);
+}
+
+/// Appends public line `id` as a connection with ids on sees it:
+/// `@ID ` and the line (section 8).
+pub fn with_id(id: u64, line: &[u8], out: &mut Vec<u8>) {
+    let _ = std::io::Write::write_fmt(out, format_args!("@{id} "));
+    out.extend_from_slice(line);
 }
 
 /// Why a session ended without `/quit`.
@@ -57,6 +76,22 @@ pub struct RoomConfig {
     /// the room holds at most this many users (the subject included); 0
     /// means always. Above it a mass reconnect would cost N x N lines.
     pub announce_limit: usize,
+    /// `--join-history`: kept lines a newcomer gets before its join notice
+    /// (at most `--history`).
+    pub join_history: usize,
+}
+
+/// What the room has counted, for the log and `/metrics`.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    /// Lines users sent that the room accepted (chat, `/me`, `/msg`).
+    pub lines: u64,
+    /// Lines refused by the rate limit.
+    pub refused_rate: u64,
+    /// Lines refused as longer than `--max-line`.
+    pub refused_too_long: u64,
+    /// Binary WebSocket messages refused.
+    pub refused_binary: u64,
 }
 
 impl Default for RoomConfig {
@@ -67,6 +102,7 @@ impl Default for RoomConfig {
             login_timeout: Duration::from_secs(30),
             rate: 20.0,
             announce_limit: 1000,
+            join_history: 20,
         }
     }
 }
@@ -74,8 +110,9 @@ impl Default for RoomConfig {
 /// One connection's state in the room.
 #[derive(Debug)]
 enum Session {
-    /// Connected, asked for a name, not in the room yet.
-    Login,
+    /// Connected, asked for a name, not in the room yet; `/since ID` asked
+    /// to resume after that id instead of the recent lines.
+    Login { since: Option<u64> },
     /// In the room under a name.
     Member(Member),
 }
@@ -103,12 +140,19 @@ pub struct Room {
     members: Vec<ConnId>,
     /// Case-folded name to the connection that holds it.
     names: HashMap<String, ConnId>,
+    /// The record of public lines: ids and the kept lines.
+    history: History,
+    /// What the room counted.
+    counters: Counters,
     /// Reused buffer a line is formatted into before it is sent.
     line: String,
 }
 
 /// The commands `/help` lists.
-const HELP: &str = "Commands: /help | /who | /nick NEW | /msg NAME TEXT | /me TEXT | /ping [TOKEN] | /quit [REASON] (also !quit, {exit}). Start a line with // to send a line that begins with /.";
+const HELP: &str = "Commands: /help | /who | /nick NEW | /msg NAME TEXT | /me TEXT | /ping [TOKEN] | /history [N] | /ids on|off | /since ID (before the name) | /quit [REASON] (also !quit, {exit}). Start a line with // to send a line that begins with /.";
+
+/// `/history` without a number.
+const HISTORY_DEFAULT: usize = 20;
 
 fn is_quit_alias(line: &str) -> bool {
     line.eq_ignore_ascii_case("!quit") || line.eq_ignore_ascii_case("{exit}")
@@ -119,15 +163,37 @@ fn rate_burst(rate: f64) -> f64 {
 }
 
 impl Room {
-    /// An empty room.
+    /// An empty room with an empty record keeping `--history` 200 lines.
     pub fn new(config: RoomConfig) -> Self {
+        Self::with_history(config, History::new(200, 0))
+    }
+
+    /// An empty room around a record (restored from disk, or new).
+    pub fn with_history(config: RoomConfig, history: History) -> Self {
         Room {
             config,
             sessions: Vec::new(),
             members: Vec::new(),
             names: HashMap::new(),
+            history,
+            counters: Counters::default(),
             line: String::with_capacity(256),
         }
+    }
+
+    /// The record of public lines.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// The record, for the loop to take its journal.
+    pub fn history_mut(&mut self) -> &mut History {
+        &mut self.history
+    }
+
+    /// What the room has counted so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// Users in the room.
@@ -158,7 +224,7 @@ impl Room {
         if self.sessions.len() <= id {
             self.sessions.resize_with(id + 1, || None);
         }
-        self.sessions[id] = Some(Session::Login);
+        self.sessions[id] = Some(Session::Login { since: None });
         self.notice_to(id, out, format_args!("Welcome! Please enter your name:"));
     }
 
@@ -170,7 +236,7 @@ impl Room {
             return;
         }
         match self.sessions.get(id) {
-            Some(Some(Session::Login)) => self.login_line(id, line, now, out),
+            Some(Some(Session::Login { .. })) => self.login_line(id, line, now, out),
             Some(Some(Session::Member(_))) => self.member_line(id, line, now, out),
             _ => {}
         }
@@ -179,6 +245,7 @@ impl Room {
     /// A line from `id` passed `--max-line` and was dropped.
     pub fn line_too_long(&mut self, id: ConnId, out: &mut impl Outbox) {
         if self.has_session(id) {
+            self.counters.refused_too_long += 1;
             let max = self.config.max_line;
             self.notice_to(
                 id,
@@ -188,11 +255,23 @@ impl Room {
         }
     }
 
+    /// A binary WebSocket message from `id` was dropped: tell the user.
+    pub fn binary_refused(&mut self, id: ConnId, out: &mut impl Outbox) {
+        if self.has_session(id) {
+            self.counters.refused_binary += 1;
+            self.notice_to(
+                id,
+                out,
+                format_args!("Binary messages are not supported; send text. It was not delivered."),
+            );
+        }
+    }
+
     /// `id` was silent too long: before login the login timeout applies, after
     /// it the idle timeout. Sends the reason, closes, tells the others.
     pub fn timed_out(&mut self, id: ConnId, out: &mut impl Outbox) {
         match self.sessions.get(id) {
-            Some(Some(Session::Login)) => {
+            Some(Some(Session::Login { .. })) => {
                 let secs = self.config.login_timeout.as_secs_f64();
                 self.notice_to(
                     id,
@@ -262,17 +341,19 @@ impl Room {
     fn login_line(&mut self, id: ConnId, line: &str, now: Instant, out: &mut impl Outbox) {
         if let Some(cmd) = line.strip_prefix('/') {
             let (word, rest) = split_word(cmd);
-            if word.eq_ignore_ascii_case("quit") {
-                self.sessions[id] = None;
-                out.hang_up(id);
-            } else if word.eq_ignore_ascii_case("ping") {
-                self.pong(id, rest, out);
-            } else {
-                self.notice_to(
+            match word.to_ascii_lowercase().as_str() {
+                "quit" => {
+                    self.sessions[id] = None;
+                    out.hang_up(id);
+                }
+                "ping" => self.pong(id, rest, out),
+                "ids" => self.ids(id, rest, out),
+                "since" => self.since(id, rest, out),
+                _ => self.notice_to(
                     id,
                     out,
                     format_args!("Please choose a name first (a name may not start with '/'):"),
-                );
+                ),
             }
             return;
         }
@@ -293,6 +374,10 @@ impl Room {
             );
             return;
         }
+        let since = match self.sessions[id] {
+            Some(Session::Login { since }) => since,
+            _ => None,
+        };
         let name = name.into_owned();
         self.names.insert(fold(&name), id);
         let slot = self.members.len();
@@ -313,11 +398,64 @@ impl Room {
                 "Welcome to the chat, {name}! {n} user{s} online. Type /help for the commands, /quit to leave."
             ),
         );
+        self.catch_up(id, since, out);
         if self.announces(n) {
             self.notice_all(out, format_args!("{name} joined the chat!"));
         } else {
             self.notice_to(id, out, format_args!("{name} joined the chat!"));
         }
+    }
+
+    /// The newcomer's history (section 8): the lines after its `/since` id,
+    /// or the last `--join-history` lines; nothing when there are none.
+    fn catch_up(&mut self, id: ConnId, since: Option<u64>, out: &mut impl Outbox) {
+        let (lost, from) = match since.map(|s| (s, self.history.since(s))) {
+            Some((_, Since::After { lost, from })) => (lost, from),
+            Some((asked, Since::Future)) => {
+                let last = self.history.last_id();
+                self.notice_to(
+                    id,
+                    out,
+                    format_args!(
+                        "There is no line {asked} in this room: its last line is {last} (its ids started over). Here are the recent lines."
+                    ),
+                );
+                (0, self.recent_from(self.config.join_history))
+            }
+            None => (0, self.recent_from(self.config.join_history)),
+        };
+        if lost > 0 {
+            let after = since.unwrap_or(0);
+            let s = if lost == 1 { " is" } else { "s are" };
+            self.notice_to(
+                id,
+                out,
+                format_args!(
+                    "{lost} line{s} after {after} no longer kept (this room keeps its last {}).",
+                    self.history.keep()
+                ),
+            );
+        }
+        if from < self.history.len() {
+            self.replay(id, from, out);
+        }
+    }
+
+    /// Ring index of the first of the last `n` kept lines.
+    fn recent_from(&self, n: usize) -> usize {
+        self.history.len().saturating_sub(n)
+    }
+
+    /// Sends `id` the kept lines from ring index `from` on, between the
+    /// history notices.
+    fn replay(&mut self, id: ConnId, from: usize, out: &mut impl Outbox) {
+        let k = self.history.len() - from;
+        let s = if k == 1 { "" } else { "s" };
+        self.notice_to(id, out, format_args!("History ({k} line{s}):"));
+        for (line_id, line) in self.history.from_index(from) {
+            out.public(&[id], *line_id, line);
+        }
+        self.notice_to(id, out, format_args!("End of history."));
     }
 
     /// Whether a join or leave is told to everyone in a room of `n` users
@@ -357,12 +495,19 @@ impl Room {
             let (word, rest) = split_word(cmd);
             match word.to_ascii_lowercase().as_str() {
                 "help" => self.notice_to(id, out, format_args!("{HELP}")),
-                "who" => self.who(id, out),
+                "who" => self.who(id, now, out),
                 "nick" => self.nick(id, rest, out),
                 "msg" => self.msg(id, rest, now, out),
                 "me" => self.me(id, rest, now, out),
                 "ping" => self.pong(id, rest, out),
                 "quit" => self.quit(id, rest, out),
+                "history" => self.history_command(id, rest, now, out),
+                "ids" => self.ids(id, rest, out),
+                "since" => self.notice_to(
+                    id,
+                    out,
+                    format_args!("/since only works before you choose a name; use /history N."),
+                ),
                 _ => {
                     let word = clean(word);
                     self.notice_to(
@@ -397,6 +542,7 @@ impl Room {
             m.tokens -= 1.0;
             true
         } else {
+            self.counters.refused_rate += 1;
             self.notice_to(
                 id,
                 out,
@@ -416,9 +562,10 @@ impl Room {
         let Some(Some(Session::Member(m))) = self.sessions.get(id) else {
             return;
         };
+        self.counters.lines += 1;
         self.line.clear();
         let _ = writeln!(self.line, "{}: {text}", m.name);
-        self.broadcast(out);
+        self.publish(out);
     }
 
     fn me(&mut self, id: ConnId, rest: &str, now: Instant, out: &mut impl Outbox) {
@@ -432,9 +579,10 @@ impl Room {
         let Some(Some(Session::Member(m))) = self.sessions.get(id) else {
             return;
         };
+        self.counters.lines += 1;
         self.line.clear();
         let _ = writeln!(self.line, "* {} {text}", m.name);
-        self.broadcast(out);
+        self.publish(out);
     }
 
     fn msg(&mut self, id: ConnId, rest: &str, now: Instant, out: &mut impl Outbox) {
@@ -450,6 +598,7 @@ impl Room {
         if !self.allow(id, now, out) {
             return;
         }
+        self.counters.lines += 1;
         let from = self.member_name(id);
         let to_name = self.member_name(to);
         self.line.clear();
@@ -482,7 +631,10 @@ impl Room {
         self.notice_all(out, format_args!("{old} is now known as {new}."));
     }
 
-    fn who(&mut self, id: ConnId, out: &mut impl Outbox) {
+    fn who(&mut self, id: ConnId, now: Instant, out: &mut impl Outbox) {
+        if !self.allow(id, now, out) {
+            return;
+        }
         let mut names: Vec<(String, &str)> = self
             .members
             .iter()
@@ -507,6 +659,67 @@ impl Room {
         }
         line.push('\n');
         out.send(id, line.as_bytes());
+    }
+
+    /// `/history [N]`: the last N kept lines (default 20, at most
+    /// `--history`), always framed; counts toward the rate.
+    fn history_command(&mut self, id: ConnId, rest: &str, now: Instant, out: &mut impl Outbox) {
+        let n = match rest.trim() {
+            "" => HISTORY_DEFAULT,
+            arg => match arg.parse::<usize>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    return self.notice_to(
+                        id,
+                        out,
+                        format_args!("Usage: /history [N] (N a number of lines, 1 or more)"),
+                    )
+                }
+            },
+        };
+        if !self.allow(id, now, out) {
+            return;
+        }
+        let from = self.recent_from(n.min(self.history.keep()));
+        self.replay(id, from, out);
+    }
+
+    /// `/ids on|off`: ids on this connection's public lines (before login
+    /// too).
+    fn ids(&mut self, id: ConnId, rest: &str, out: &mut impl Outbox) {
+        let on = match rest.trim().to_ascii_lowercase().as_str() {
+            "on" => true,
+            "off" => false,
+            _ => return self.notice_to(id, out, format_args!("Usage: /ids on|off")),
+        };
+        out.show_ids(id, on);
+        if on {
+            self.notice_to(
+                id,
+                out,
+                format_args!("Ids on: public lines now start with @ID."),
+            );
+        } else {
+            self.notice_to(id, out, format_args!("Ids off."));
+        }
+    }
+
+    /// `/since ID` before login: resume after that id instead of the recent
+    /// lines.
+    fn since(&mut self, id: ConnId, rest: &str, out: &mut impl Outbox) {
+        match rest.trim().parse::<u64>() {
+            Ok(after) => {
+                if let Some(Some(Session::Login { since })) = self.sessions.get_mut(id) {
+                    *since = Some(after);
+                }
+                self.notice_to(
+                    id,
+                    out,
+                    format_args!("You will get the lines after {after} once you choose a name."),
+                );
+            }
+            Err(_) => self.notice_to(id, out, format_args!("Usage: /since ID (a line's id)")),
+        }
     }
 
     fn pong(&mut self, id: ConnId, token: &str, out: &mut impl Outbox) {
@@ -567,11 +780,11 @@ impl Room {
         self.deliver(id, out);
     }
 
-    /// Sends `[SERVER]: ...` to everyone in the room.
+    /// Sends `[SERVER]: ...` to everyone in the room, as a public line.
     fn notice_all(&mut self, out: &mut impl Outbox, args: std::fmt::Arguments<'_>) {
         self.line.clear();
         let _ = writeln!(self.line, "[SERVER]: {args}");
-        self.broadcast(out);
+        self.publish(out);
     }
 
     /// Sends the formatted line to one connection.
@@ -579,9 +792,12 @@ impl Room {
         out.send(id, self.line.as_bytes());
     }
 
-    /// Sends the formatted line, as the same bytes, to every member.
-    fn broadcast(&mut self, out: &mut impl Outbox) {
-        out.broadcast(&self.members, self.line.as_bytes());
+    /// The formatted line is a public line: it gets the next id, is kept,
+    /// and goes to every member. The room decides the order, so the id is
+    /// given here (section 8).
+    fn publish(&mut self, out: &mut impl Outbox) {
+        let id = self.history.record(self.line.as_bytes());
+        out.public(&self.members, id, self.line.as_bytes());
     }
 }
 
@@ -597,10 +813,18 @@ fn split_word(s: &str) -> (&str, &str) {
 /// An [`Outbox`] that records everything, for tests.
 #[derive(Debug, Default)]
 pub struct Recorder {
-    /// Every line sent, with its receiver, LF removed.
+    /// Every line sent, with its receiver, LF removed (public lines as the
+    /// receiver sees them: with `@ID ` when it asked for ids).
     pub lines: Vec<(ConnId, String)>,
     /// Every hang-up, in order.
     pub hung_up: Vec<ConnId>,
+    /// Every new public line, once, with its id (LF removed); replays of
+    /// kept lines are not new.
+    pub public: Vec<(u64, String)>,
+    /// The highest public id seen.
+    pub last_id: u64,
+    /// Connections that asked for ids.
+    pub ids_on: std::collections::HashSet<ConnId>,
 }
 
 impl Recorder {
@@ -621,8 +845,33 @@ impl Outbox for Recorder {
         assert!(!s.contains('\n'), "one line per send");
         self.lines.push((to, s));
     }
+    fn public(&mut self, to: &[ConnId], id: u64, line: &[u8]) {
+        if id > self.last_id {
+            self.last_id = id;
+            let text = String::from_utf8_lossy(line);
+            self.public
+                .push((id, text.trim_end_matches('\n').to_owned()));
+        }
+        let mut tagged = Vec::new();
+        with_id(id, line, &mut tagged);
+        for &c in to {
+            if self.ids_on.contains(&c) {
+                self.send(c, &tagged);
+            } else {
+                self.send(c, line);
+            }
+        }
+    }
+    fn show_ids(&mut self, conn: ConnId, on: bool) {
+        if on {
+            self.ids_on.insert(conn);
+        } else {
+            self.ids_on.remove(&conn);
+        }
+    }
     fn hang_up(&mut self, id: ConnId) {
         self.hung_up.push(id);
+        self.ids_on.remove(&id);
     }
 }
 
@@ -670,7 +919,16 @@ mod tests {
         t.say(0, "alice");
         let a = t.take(0);
         assert!(a[0].contains("alice") && a[0].contains("/help") && a[0].contains("/quit"));
-        assert_eq!(a[1], "[SERVER]: alice joined the chat!");
+        // Then the room's history (bob's join), then her own join notice.
+        assert_eq!(
+            a[1..],
+            [
+                "[SERVER]: History (1 line):",
+                "[SERVER]: bob joined the chat!",
+                "[SERVER]: End of history.",
+                "[SERVER]: alice joined the chat!"
+            ]
+        );
         assert_eq!(t.take(1), vec!["[SERVER]: alice joined the chat!"]);
     }
 
@@ -836,7 +1094,7 @@ mod tests {
         t.say(2, "cy");
         let cy = t.take(2);
         assert!(cy[0].contains("3 users online"), "{cy:?}");
-        assert_eq!(cy[1], "[SERVER]: cy joined the chat!");
+        assert_eq!(cy.last().unwrap(), "[SERVER]: cy joined the chat!");
         assert!(
             t.out.lines.is_empty(),
             "join told to others: {:?}",

@@ -1,17 +1,17 @@
 //! The event loop: one thread, one `mio::Poll`, connections in a `Slab`.
 //!
-//! The loop only moves bytes. Each iteration it accepts, reads every readable
-//! connection until `WouldBlock` and feeds the lines it completes to the
-//! [`Room`]; the room's output is queued for its receivers (through
-//! [`Wire`], the loop's [`Outbox`]); then every connection that got output is
-//! flushed once, so many lines leave in one `write`. A broadcast is stored
-//! once, in the iteration's broadcast log, and each receiver only notes the
-//! range of the log it has to write: a delivery to a member costs a compare
-//! and a store, not a copy; the flush hands the kernel its private bytes and
-//! its range of the log in one `writev`. WRITABLE
-//! interest is registered only while a connection has output the kernel did
-//! not take. A periodic sweep closes silent connections and gives back
-//! buffers that bursts left large.
+//! The loop only moves bytes. Each turn it reads the connections that have
+//! input (a fair queue, within a budget), feeds the lines it completes to
+//! the [`Room`]; the room's output is queued for its receivers (through
+//! [`conn::Wire`], the loop's [`Outbox`](crate::room::Outbox)); it writes
+//! the turn's new public lines to the history database, if there is one;
+//! then every connection that got output is flushed once, so many lines
+//! leave in one `writev`. A broadcast is stored once per encoding, in the
+//! turn's broadcast logs, and each receiver only notes the range of its log
+//! it has to write: a delivery to a member costs a compare and a store, not
+//! a copy. WRITABLE interest is registered only while a connection has
+//! output the kernel did not take. A periodic sweep closes silent
+//! connections and gives back buffers that bursts left large.
 //!
 //! **Budgets, not drops.** Memory is bounded by what the loop *reads* per
 //! turn: readable connections wait in a fair queue, each turn reads at most
@@ -23,9 +23,21 @@
 //! (short pauses, smaller turns) so it can catch up, while a reader that
 //! stalls keeps falling behind and is dropped. So a burst from many senders
 //! is read over several turns, and a reader who keeps up is never dropped.
+//!
+//! - [`conn`]: a connection, its kinds (TCP lines, HTTP, WebSocket), its
+//!   output, and the [`conn::Wire`] outbox.
+//! - `read`: the turn's reading, per kind of connection.
+//! - `web`: HTTP answers, WebSocket frames, `/metrics`.
+//! - `places`: `--max-clients` and `--max-per-ip`.
+
+pub mod cli;
+mod conn;
+mod places;
+mod read;
+mod web;
 
 use std::collections::VecDeque;
-use std::io::{self, ErrorKind, IoSlice, Read, Write};
+use std::io::{self, ErrorKind, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -33,25 +45,29 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::line::{Frame, LineReader};
-use crate::room::{ConnId, Gone, Outbox, Room, RoomConfig};
-
-mod places;
+use crate::line::LineReader;
+use crate::room::{Gone, History, Room, RoomConfig};
+use crate::store::{Loaded, Store};
+use crate::web::http::HeadReader;
+use crate::web::ws;
+use conn::{mark_dirty, Connection, Flushed, Kind, Tally, Wire, VARIANTS};
+use places::Places;
 pub use places::{parse_exempt, Refused};
-use places::{Place, Places};
 
 /// Everything the server can be told on its command line.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Close a user after this long without a byte from it.
     pub idle_timeout: Duration,
-    /// Close a connection that has not chosen a name after this long.
+    /// Close a connection that has not chosen a name (or sent its HTTP
+    /// request) after this long.
     pub login_timeout: Duration,
     /// Longest line accepted, in bytes, without LF and CR.
     pub max_line: usize,
     /// Open connections, logged in or not, beyond which new ones are refused.
     pub max_clients: usize,
-    /// Bytes of unwritten output after which a connection is dropped.
+    /// Bytes of output the kernel refused, after a flush, beyond which a
+    /// connection is dropped as too slow.
     pub max_pending: usize,
     /// Lines per second a user may sustain (burst twice that); 0 is no limit.
     pub rate: f64,
@@ -62,6 +78,13 @@ pub struct Config {
     pub per_ip_exempt: Vec<ipnet::IpNet>,
     /// Join and leave notices go to everyone only up to this many users.
     pub announce_limit: usize,
+    /// Public lines kept for newcomers, `/history` and `/since`.
+    pub history: usize,
+    /// Kept lines a newcomer gets (at most `history`).
+    pub join_history: usize,
+    /// `--web-origin`: when not empty, a WebSocket upgrade needs one of
+    /// these `Origin`s.
+    pub web_origins: Vec<String>,
     /// Stop on SIGINT and SIGTERM (off when the server runs inside a test).
     pub handle_signals: bool,
     /// How long pending output may drain after a hang-up or at shutdown.
@@ -80,16 +103,30 @@ impl Default for Config {
             max_per_ip: 20,
             per_ip_exempt: parse_exempt("127.0.0.0/8,::1").expect("valid default"),
             announce_limit: 1000,
+            history: 200,
+            join_history: 20,
+            web_origins: Vec::new(),
             handle_signals: true,
             drain_timeout: Duration::from_secs(2),
         }
     }
 }
 
-/// Token of the listening socket.
+/// The sockets the server listens on, bound by the caller (port 0 in tests).
+#[derive(Debug)]
+pub struct Listeners {
+    /// The line protocol (`--port`).
+    pub chat: std::net::TcpListener,
+    /// HTTP and WebSocket (`--web-port`); `None` with `--no-web`.
+    pub web: Option<std::net::TcpListener>,
+}
+
+/// Token of the line-protocol listener.
 const LISTENER: Token = Token(usize::MAX);
 /// Token of the signal source.
 const SIGNALS: Token = Token(usize::MAX - 1);
+/// Token of the web listener.
+const WEB_LISTENER: Token = Token(usize::MAX - 2);
 
 /// Bytes read per `read` call into the loop's one scratch buffer.
 const READ_CHUNK: usize = 16 * 1024;
@@ -107,162 +144,40 @@ const BEHIND_PAUSE: Duration = Duration::from_millis(5);
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// A write buffer with more capacity than this is given back when empty.
 const KEEP_OUT_CAPACITY: usize = 4096;
-/// Capacity the broadcast log keeps between iterations.
+/// Capacity each broadcast log keeps between turns.
 const LOG_KEEP: usize = 64 * 1024;
 /// Listen backlog: a burst of thousands of connects must not hit SYN retries.
 const BACKLOG: i32 = 4096;
 
-/// One client connection.
-struct Connection {
-    /// The socket.
-    stream: TcpStream,
-    /// Peer address, for logs.
-    peer: SocketAddr,
-    /// Reassembles lines from what is read.
-    reader: LineReader,
-    /// Bytes read but not fed to the room yet because the turn's budget ran
-    /// out mid-chunk; fed first on its next turn (at most one chunk).
-    unread: Vec<u8>,
-    /// Its place under `--max-clients`/`--max-per-ip`; given back as soon as
-    /// it leaves the room, before its last bytes drain.
-    place: Option<Place>,
-    /// Waiting in the loop's queue of connections with input to read.
-    queued: bool,
-    /// In the loop's list of readers that are behind (see `Server::behind`).
-    behind: bool,
-    /// Output not yet taken by the kernel starts at `out[written]`.
-    out: Vec<u8>,
-    /// How much of `out` has been written; advanced, never shifted per write.
-    written: usize,
-    /// Also pending, after `out`: the broadcast log's bytes from `log_from`
-    /// to `log_to` (empty when equal). Only set during an iteration: a flush
-    /// writes them or copies what the kernel did not take into `out`.
-    log_from: usize,
-    /// End of this connection's range of the broadcast log.
-    log_to: usize,
-    /// When the last byte arrived (idle timeout).
-    last_seen: Instant,
-    /// When it was accepted (login timeout).
-    accepted: Instant,
-    /// WRITABLE interest is registered (only while output is pending).
-    writable: bool,
-    /// Already in the loop's list of connections to flush.
-    dirty: bool,
-    /// Already in the loop's list of connections to drop.
-    doomed: bool,
-    /// Hung up: flush, send FIN, wait for the peer's FIN until this instant.
-    closing: Option<Instant>,
-    /// Our side has been shut down for writing.
-    shut: bool,
-    /// The peer sent EOF: once our pending output is written, close.
-    peer_eof: bool,
+/// What the server counts for the log and `/metrics`, beyond the room's
+/// own counters.
+#[derive(Debug, Default)]
+struct Stats {
+    /// Open chat connections over TCP (logged in or not).
+    tcp: u64,
+    /// Open chat connections over WebSocket (logged in or not).
+    ws: u64,
+    /// Connections dropped as too slow to read.
+    too_slow: u64,
+    /// Users closed by the idle timeout.
+    idle: u64,
+    /// Connections closed without a name (or an HTTP request) in time.
+    login_timeout: u64,
+    /// WebSocket connections failed for breaking the protocol.
+    protocol: u64,
+    /// Connections refused: server full.
+    full: u64,
+    /// Connections refused: too many from one address.
+    per_ip: u64,
 }
 
-impl Connection {
-    fn pending(&self) -> usize {
-        self.out.len() - self.written + (self.log_to - self.log_from)
-    }
-
-    /// Moves this connection's range of the broadcast log into `out`, so
-    /// that a line queued next comes after it.
-    fn take_log(&mut self, log: &[u8]) {
-        if self.log_to > self.log_from {
-            self.out.extend_from_slice(&log[self.log_from..self.log_to]);
-        }
-        self.log_from = 0;
-        self.log_to = 0;
-    }
-}
-
-/// Puts `c` (key `id`) on the list of connections to flush, once.
-#[inline]
-fn mark_dirty(c: &mut Connection, id: usize, dirty: &mut Vec<usize>) {
-    if !c.dirty {
-        c.dirty = true;
-        dirty.push(id);
-    }
-}
-
-/// Whether `c` takes more output: a connection being dropped or already
-/// shut takes none. Nothing is judged here: a receiver is judged too slow
-/// only after a flush, by what the kernel refused.
-#[inline]
-fn takes(c: &Connection) -> bool {
-    !c.doomed && !c.shut
-}
-
-/// Gives back `c`'s place, if it still holds one (it is leaving).
-fn leave(c: &mut Connection, places: &mut Places) {
-    if let Some(p) = c.place.take() {
-        places.give_back(p);
-    }
-}
-
-/// The loop's [`Outbox`]: queues the room's lines for their receivers.
-struct Wire<'a> {
-    /// All connections.
-    conns: &'a mut Slab<Connection>,
-    /// This iteration's broadcasts, each stored once.
-    log: &'a mut Vec<u8>,
-    /// Connections with output to flush this iteration.
-    dirty: &'a mut Vec<usize>,
-    /// Places under the limits: a hung-up connection gives its back.
-    places: &'a mut Places,
-    /// Bytes queued this turn (a broadcast counted once), against the budget.
-    produced: &'a mut usize,
-    /// When hung-up connections must be gone.
-    close_by: Instant,
-}
-
-impl Outbox for Wire<'_> {
-    #[inline]
-    fn send(&mut self, to: ConnId, line: &[u8]) {
-        *self.produced += line.len();
-        let Some(c) = self.conns.get_mut(to) else {
-            return;
-        };
-        if !takes(c) {
-            return;
-        }
-        c.take_log(self.log);
-        c.out.extend_from_slice(line);
-        mark_dirty(c, to, self.dirty);
-    }
-
-    /// Appends `line` to the broadcast log once; each receiver's range of
-    /// the log grows over it (if the range ends where the line starts, as it
-    /// does when every broadcast reaches everyone) or starts anew at it.
-    fn broadcast(&mut self, to: &[ConnId], line: &[u8]) {
-        *self.produced += line.len();
-        let start = self.log.len();
-        self.log.extend_from_slice(line);
-        let end = self.log.len();
-        for &id in to {
-            let Some(c) = self.conns.get_mut(id) else {
-                continue;
-            };
-            if !takes(c) {
-                continue;
-            }
-            if c.log_to != start {
-                // Its range (if any) ends before this line: a broadcast in
-                // between was not for it. Keep the range's bytes in `out`
-                // and start a new range here.
-                c.take_log(self.log);
-                c.log_from = start;
-            }
-            c.log_to = end;
-            mark_dirty(c, id, self.dirty);
-        }
-    }
-
-    fn hang_up(&mut self, id: ConnId) {
-        if let Some(c) = self.conns.get_mut(id) {
-            c.closing.get_or_insert(self.close_by);
-            leave(c, self.places);
-            mark_dirty(c, id, self.dirty);
-        }
-    }
+/// The history database and the loop's view of its health.
+struct Disk {
+    /// The open store.
+    store: Store,
+    /// Writes have been failing since this many turns (logged once, then
+    /// once per sweep), 0 while all is well.
+    failing: u64,
 }
 
 /// The chat server: the poll loop and everything it owns.
@@ -271,31 +186,39 @@ pub struct Server {
     config: Config,
     /// The one poll instance.
     poll: Poll,
-    /// The listening socket; `None` once shutting down.
+    /// The line-protocol listener; `None` once shutting down.
     listener: Option<TcpListener>,
-    /// Address actually bound.
+    /// The web listener; `None` with `--no-web` or once shutting down.
+    web_listener: Option<TcpListener>,
+    /// Address the line-protocol listener is bound to.
     addr: SocketAddr,
+    /// Address the web listener is bound to.
+    web_addr: Option<SocketAddr>,
     /// Every open connection, keyed by its token.
     conns: Slab<Connection>,
     /// The room's rules and sessions.
     room: Room,
     /// Places under `--max-clients` and `--max-per-ip`.
     places: Places,
+    /// The history database (`--history-db`), if any.
+    disk: Option<Disk>,
     /// The one read buffer, reused for every read.
     scratch: Vec<u8>,
-    /// This iteration's broadcast lines, each stored once; emptied once
-    /// every connection has been flushed.
-    log: Vec<u8>,
-    /// Connections with output to flush this iteration.
+    /// A scratch buffer for encoding a line twice (ids and WebSocket).
+    encode_scratch: Vec<u8>,
+    /// This turn's broadcast lines, one log per way a line can look, each
+    /// line stored once; emptied once every connection has been flushed.
+    logs: [Vec<u8>; VARIANTS],
+    /// Connections with output to flush this turn.
     dirty: Vec<usize>,
-    /// Connections to drop this iteration.
+    /// Connections to drop this turn.
     doomed: Vec<(usize, Gone)>,
     /// Connections with input not read yet, in the order they get their
     /// turn: a connection cut short by its share or the turn's budget goes
     /// to the back, so every sender gets its turn.
     ready: VecDeque<usize>,
-    /// Bytes the room queued this turn (a broadcast counted once).
-    produced: usize,
+    /// What was queued this turn (against the budget) and in all.
+    tally: Tally,
     /// The usual output budget of one turn (see [`TURN_BUDGET_MAX`]).
     turn_budget: usize,
     /// Readers whose unwritten output, after a flush, passed half of
@@ -317,32 +240,35 @@ pub struct Server {
     sweep_every: Duration,
     /// Keys found by a sweep (reused list).
     expired: Vec<(usize, bool)>,
+    /// Counts for the log and `/metrics`.
+    stats: Stats,
+    /// When the server started (`chat_uptime_seconds`).
+    started: Instant,
 }
 
-/// Runs a server on an already-bound listener until SIGINT/SIGTERM.
-pub fn run(listener: std::net::TcpListener, config: Config) -> io::Result<()> {
-    Server::new(listener, config)?.run()
-}
-
-/// How a connection's turn at reading ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Turn {
-    /// Nothing more to read now (`WouldBlock`), or it is gone.
-    Done,
-    /// Its share or the turn's budget ran out: more waits.
-    More,
+/// Runs a server on already-bound listeners until SIGINT/SIGTERM, with the
+/// history database `store` (opened by the caller, so a bad file stops the
+/// program before anything listens).
+pub fn run(listeners: Listeners, config: Config, store: Option<(Store, Loaded)>) -> io::Result<()> {
+    Server::new(listeners, config, store)?.run()
 }
 
 impl Server {
-    /// Sets up the loop around `listener` (bind port 0 in tests).
-    pub fn new(listener: std::net::TcpListener, config: Config) -> io::Result<Server> {
-        listener.set_nonblocking(true)?;
-        raise_backlog(&listener);
-        let addr = listener.local_addr()?;
-        let mut listener = TcpListener::from_std(listener);
+    /// Sets up the loop around `listeners`; `store` with the lines it loaded.
+    pub fn new(
+        listeners: Listeners,
+        config: Config,
+        store: Option<(Store, Loaded)>,
+    ) -> io::Result<Server> {
         let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let (listener, addr) = listen(&poll, listeners.chat, LISTENER)?;
+        let (web_listener, web_addr) = match listeners.web {
+            Some(l) => {
+                let (l, a) = listen(&poll, l, WEB_LISTENER)?;
+                (Some(l), Some(a))
+            }
+            None => (None, None),
+        };
         let signals = if config.handle_signals {
             let mut s = signal_hook_mio::v1_0::Signals::new([
                 signal_hook::consts::SIGINT,
@@ -356,13 +282,33 @@ impl Server {
         };
         let shortest = config.idle_timeout.min(config.login_timeout);
         let sweep_every = (shortest / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
-        let room = Room::new(RoomConfig {
-            max_line: config.max_line,
-            idle_timeout: config.idle_timeout,
-            login_timeout: config.login_timeout,
-            rate: config.rate,
-            announce_limit: config.announce_limit,
+        let mut history = History::new(config.history, 0);
+        let disk = store.map(|(store, loaded)| {
+            history = History::new(config.history, loaded.last_id).with_journal();
+            history.restore(
+                loaded
+                    .lines
+                    .into_iter()
+                    .map(|l| (l.id, format!("{}\n", l.text).into_bytes().into())),
+            );
+            log::info!(
+                "history: {} line(s) loaded, last id {}",
+                history.len(),
+                history.last_id()
+            );
+            Disk { store, failing: 0 }
         });
+        let room = Room::with_history(
+            RoomConfig {
+                max_line: config.max_line,
+                idle_timeout: config.idle_timeout,
+                login_timeout: config.login_timeout,
+                rate: config.rate,
+                announce_limit: config.announce_limit,
+                join_history: config.join_history.min(config.history),
+            },
+            history,
+        );
         let places = Places::new(
             config.max_clients,
             config.max_per_ip,
@@ -371,16 +317,20 @@ impl Server {
         Ok(Server {
             poll,
             listener: Some(listener),
+            web_listener,
             addr,
+            web_addr,
             conns: Slab::with_capacity(1024),
             room,
             places,
+            disk,
             scratch: vec![0; READ_CHUNK],
-            log: Vec::with_capacity(LOG_KEEP),
+            encode_scratch: Vec::new(),
+            logs: std::array::from_fn(|_| Vec::with_capacity(LOG_KEEP)),
             dirty: Vec::new(),
             doomed: Vec::new(),
             ready: VecDeque::new(),
-            produced: 0,
+            tally: Tally::default(),
             turn_budget: (config.max_pending / 4).clamp(TURN_BUDGET_MIN, TURN_BUDGET_MAX),
             behind: Vec::new(),
             paused_at: None,
@@ -391,13 +341,20 @@ impl Server {
             next_sweep: Instant::now() + sweep_every,
             sweep_every,
             expired: Vec::new(),
+            stats: Stats::default(),
+            started: Instant::now(),
             config,
         })
     }
 
-    /// The address the listener is bound to.
+    /// The address the line-protocol listener is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address the web listener is bound to, if any.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web_addr
     }
 
     /// Runs the loop until shutdown has finished.
@@ -405,6 +362,12 @@ impl Server {
         log::info!("listening on {}", self.addr);
         let port = self.addr.port();
         log::info!("join with: chat-client localhost {port}   (or: nc localhost {port})");
+        if let Some(web) = self.web_addr {
+            log::info!(
+                "web on {web}: open http://localhost:{}/ in a browser",
+                web.port()
+            );
+        }
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
@@ -416,12 +379,13 @@ impl Server {
                 return Err(e);
             }
             let now = Instant::now();
-            let mut accept_ready = false;
+            let mut accept_ready = [false; 2];
             for event in events.iter() {
                 match event.token() {
                     // Accepted after the reads below, so a connection whose EOF
                     // arrived in the same batch no longer counts as open.
-                    LISTENER => accept_ready = true,
+                    LISTENER => accept_ready[0] = true,
+                    WEB_LISTENER => accept_ready[1] = true,
                     SIGNALS => self.check_signals(now),
                     Token(key) => {
                         // Errors and hang-ups show up as readable: the read says which.
@@ -435,12 +399,16 @@ impl Server {
                 }
             }
             self.read_turn(now);
-            if accept_ready {
-                self.accept(now);
+            if accept_ready[0] {
+                self.accept(now, false);
+            }
+            if accept_ready[1] {
+                self.accept(now, true);
             }
             if self.accept_paused.is_some_and(|t| now >= t) {
                 self.accept_paused = None;
-                self.accept(now);
+                self.accept(now, false);
+                self.accept(now, true);
             }
             if now >= self.next_sweep {
                 self.sweep(now);
@@ -479,16 +447,23 @@ impl Server {
         next.saturating_duration_since(now)
     }
 
+    /// The room and the outbox its output goes to.
     fn wire(&mut self, now: Instant) -> (&mut Room, Wire<'_>) {
         (
             &mut self.room,
             Wire {
                 conns: &mut self.conns,
-                log: &mut self.log,
+                logs: &mut self.logs,
+                scratch: &mut self.encode_scratch,
                 dirty: &mut self.dirty,
                 places: &mut self.places,
-                produced: &mut self.produced,
+                tally: &mut self.tally,
                 close_by: now + self.config.drain_timeout,
+                close_code: if self.shutdown_by.is_some() {
+                    ws::GOING_AWAY
+                } else {
+                    ws::NORMAL
+                },
             },
         )
     }
@@ -499,84 +474,23 @@ impl Server {
         }
     }
 
-    /// Puts `key` in the queue of connections with input to read, once.
-    fn want_read(&mut self, key: usize) {
-        if let Some(c) = self.conns.get_mut(key) {
-            if !c.queued {
-                c.queued = true;
-                self.ready.push_back(key);
-            }
-        }
-    }
-
-    /// Half of `--max-pending`: a reader with more unwritten output than
-    /// this after a flush is behind.
-    fn behind_mark(&self) -> usize {
-        self.config.max_pending / 2
-    }
-
-    /// Whether a reader is still behind; forgets those that caught up, left
-    /// or are being dropped.
-    fn someone_behind(&mut self) -> bool {
-        let mark = self.behind_mark();
-        let conns = &mut self.conns;
-        self.behind.retain(|&key| match conns.get_mut(key) {
-            Some(c) if c.behind => {
-                c.behind = c.pending() > mark && c.closing.is_none() && !c.doomed;
-                c.behind
-            }
-            _ => false,
-        });
-        !self.behind.is_empty()
-    }
-
-    /// One turn of reading: each queued connection in order, until the
-    /// turn's output budget is spent. While a reader is behind, reading
-    /// pauses for [`BEHIND_PAUSE`] between turns of a quarter budget.
-    fn read_turn(&mut self, now: Instant) {
-        self.produced = 0;
-        let mut budget = self.turn_budget;
-        if self.someone_behind() {
-            match self.paused_at {
-                None => {
-                    self.paused_at = Some(now);
-                    return;
-                }
-                Some(t) if now < t + BEHIND_PAUSE => return,
-                Some(_) => self.paused_at = None,
-            }
-            budget /= 4;
-        } else {
-            self.paused_at = None;
-        }
-        for _ in 0..self.ready.len() {
-            if self.produced >= budget {
-                break;
-            }
-            let Some(key) = self.ready.pop_front() else {
-                break;
-            };
-            let Some(c) = self.conns.get_mut(key) else {
-                continue; // closed meanwhile; the key may be reused later
-            };
-            c.queued = false;
-            if self.read(key, now, budget) == Turn::More {
-                self.want_read(key);
-            }
-        }
-    }
-
-    /// Accepts until `WouldBlock`; an error that is not about one connection
-    /// pauses accepting for a moment instead of spinning.
-    fn accept(&mut self, now: Instant) {
+    /// Accepts until `WouldBlock` on the chat or the `web` listener; an
+    /// error that is not about one connection pauses accepting for a moment
+    /// instead of spinning.
+    fn accept(&mut self, now: Instant, web: bool) {
         if self.accept_paused.is_some() {
             return;
         }
-        // A connection that failed in this iteration's reads frees its place
+        // A connection that failed in this turn's reads frees its place
         // before the newcomers are counted.
         self.close_doomed(now);
         loop {
-            let Some(listener) = self.listener.as_ref() else {
+            let listener = if web {
+                self.web_listener.as_ref()
+            } else {
+                self.listener.as_ref()
+            };
+            let Some(listener) = listener else {
                 return;
             };
             match listener.accept() {
@@ -588,7 +502,7 @@ impl Server {
                         );
                         self.accept_errors = 0;
                     }
-                    self.admit(stream, peer, now);
+                    self.admit(stream, peer, now, web);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -615,20 +529,31 @@ impl Server {
         }
     }
 
-    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
+    /// Gives an accepted connection its place (or refuses it), registers it
+    /// and greets it (TCP) or waits for its request (web).
+    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant, web: bool) {
         let place = match self.places.take(peer.ip()) {
             Ok(p) => p,
             Err(why) => {
                 match why {
-                    Refused::Full => log::warn!(
-                        "refused {peer}: server full ({} connections)",
-                        self.places.held()
-                    ),
+                    Refused::Full => {
+                        self.stats.full += 1;
+                        log::warn!(
+                            "refused {peer}: server full ({} connections)",
+                            self.places.held()
+                        );
+                    }
                     Refused::PerIp => {
-                        log::warn!("refused {peer}: too many connections from its address")
+                        self.stats.per_ip += 1;
+                        log::warn!("refused {peer}: too many connections from its address");
                     }
                 }
-                let _ = stream.write(why.notice());
+                let answer = match (web, why) {
+                    (false, _) => why.notice().to_vec(),
+                    (true, Refused::Full) => crate::web::http::full(),
+                    (true, Refused::PerIp) => crate::web::http::too_many(),
+                };
+                let _ = stream.write(&answer);
                 let _ = stream.shutdown(Shutdown::Write);
                 return;
             }
@@ -647,127 +572,24 @@ impl Server {
             self.places.give_back(place);
             return;
         }
-        entry.insert(Connection {
-            stream,
-            peer,
-            reader: LineReader::new(self.config.max_line),
-            unread: Vec::new(),
-            place: Some(place),
-            queued: false,
-            behind: false,
-            out: Vec::new(),
-            written: 0,
-            log_from: 0,
-            log_to: 0,
-            last_seen: now,
-            accepted: now,
-            writable: false,
-            dirty: false,
-            doomed: false,
-            closing: None,
-            shut: false,
-            peer_eof: false,
-        });
+        let kind = if web {
+            Kind::Http(HeadReader::new())
+        } else {
+            Kind::Lines(LineReader::new(self.config.max_line))
+        };
+        let mut conn = Connection::new(stream, peer, kind, place, now);
+        if !web {
+            conn.transport = Some(conn::Transport::Tcp);
+        }
+        entry.insert(conn);
+        if web {
+            log::debug!("conn {key} (web) connected from {peer}");
+            return;
+        }
+        self.stats.tcp += 1;
         log::info!("conn {key} connected from {peer}");
         let (room, mut wire) = self.wire(now);
         room.connect(key, &mut wire);
-    }
-
-    /// Reads `key` until `WouldBlock`, its share of the turn, or the turn's
-    /// `budget`, feeding complete lines to the room.
-    fn read(&mut self, key: usize, now: Instant, budget: usize) -> Turn {
-        // Bytes left over from the last turn go first.
-        if let Some(c) = self.conns.get_mut(key) {
-            if !c.unread.is_empty() {
-                let mut unread = std::mem::take(&mut c.unread);
-                let used = self.feed(key, &unread, now, budget);
-                unread.drain(..used);
-                if let Some(c) = self.conns.get_mut(key) {
-                    if !unread.is_empty() && self.room.has_session(key) {
-                        c.unread = unread;
-                        return Turn::More;
-                    }
-                }
-            }
-        }
-        for _ in 0..PER_CONN_READS {
-            if self.produced >= budget {
-                return Turn::More;
-            }
-            let Some(conn) = self.conns.get_mut(key) else {
-                return Turn::Done; // closed earlier in this iteration
-            };
-            if conn.doomed {
-                return Turn::Done;
-            }
-            match conn.stream.read(&mut self.scratch) {
-                Ok(0) if conn.closing.is_some() => {
-                    self.doom(key, Gone::Disconnected, "closed by peer");
-                    return Turn::Done;
-                }
-                Ok(0) => {
-                    // EOF: the others are told now and its place is free;
-                    // what is pending for this connection is still written
-                    // (a half-closed peer, like `nc` fed from a file, reads
-                    // it), then it is closed.
-                    conn.peer_eof = true;
-                    let peer = conn.peer;
-                    let (room, mut wire) = self.wire(now);
-                    match room.disconnect(key, Gone::Disconnected, &mut wire) {
-                        Some(name) => log::info!("conn {key} ({name}) from {peer}: disconnected"),
-                        None => log::info!("conn {key} from {peer}: disconnected"),
-                    }
-                    wire.hang_up(key);
-                    return Turn::Done;
-                }
-                Ok(n) => {
-                    conn.last_seen = now;
-                    if conn.closing.is_some() {
-                        continue; // hung up: input is discarded until EOF
-                    }
-                    let scratch = std::mem::take(&mut self.scratch);
-                    let used = self.feed(key, &scratch[..n], now, budget);
-                    if used < n && self.room.has_session(key) {
-                        // The budget ran out mid-chunk: keep the rest.
-                        if let Some(c) = self.conns.get_mut(key) {
-                            c.unread.extend_from_slice(&scratch[used..n]);
-                        }
-                        self.scratch = scratch;
-                        return Turn::More;
-                    }
-                    self.scratch = scratch;
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Turn::Done,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    log::debug!("conn {key}: read: {e}");
-                    self.doom(key, Gone::Disconnected, "read error");
-                    return Turn::Done;
-                }
-            }
-        }
-        Turn::More
-    }
-
-    /// Feeds `data` read from `key` to its framer and the room, until the
-    /// session ends or the turn's `budget` is spent; returns the bytes taken.
-    fn feed(&mut self, key: usize, data: &[u8], now: Instant, budget: usize) -> usize {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return data.len();
-        };
-        let mut reader = std::mem::replace(&mut conn.reader, LineReader::new(0));
-        let (room, mut wire) = self.wire(now);
-        let used = reader.feed(data, |frame| {
-            match frame {
-                Frame::Line(line) => room.line(key, line, now, &mut wire),
-                Frame::TooLong => room.line_too_long(key, &mut wire),
-            }
-            room.has_session(key) && *wire.produced < budget
-        });
-        if let Some(conn) = self.conns.get_mut(key) {
-            conn.reader = reader;
-        }
-        used
     }
 
     fn doom(&mut self, key: usize, why: Gone, what: &str) {
@@ -780,8 +602,11 @@ impl Server {
         }
     }
 
-    /// Writes what is pending for `key` until done or `WouldBlock`.
+    /// Writes what is pending for `key` until done or `WouldBlock`, then
+    /// judges it: output the kernel refused beyond `--max-pending` means
+    /// this reader does not read.
     fn flush(&mut self, key: usize) {
+        let mark = self.behind_mark();
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -789,75 +614,37 @@ impl Server {
         if conn.doomed {
             return;
         }
-        // Private bytes first, then this connection's range of the
-        // broadcast log: one writev, no copy.
-        while conn.written < conn.out.len() || conn.log_from < conn.log_to {
-            let own = &conn.out[conn.written..];
-            let shared = &self.log[conn.log_from..conn.log_to];
-            let result = match (own.is_empty(), shared.is_empty()) {
-                (false, false) => conn
-                    .stream
-                    .write_vectored(&[IoSlice::new(own), IoSlice::new(shared)]),
-                (false, true) => conn.stream.write(own),
-                _ => conn.stream.write(shared),
-            };
-            match result {
-                Ok(0) => {
-                    self.doom(key, Gone::Disconnected, "write returned 0");
-                    return;
-                }
-                Ok(n) => {
-                    let from_own = n.min(own.len());
-                    conn.written += from_own;
-                    conn.log_from += n - from_own;
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    log::debug!("conn {key}: write: {e}");
-                    self.doom(key, Gone::Disconnected, "write error");
-                    return;
-                }
-            }
-        }
-        // What the kernel did not take moves into `out`: the log is emptied
-        // at the end of the iteration.
-        conn.take_log(&self.log);
-        // Judged here, after it was offered everything: what the kernel
-        // refused beyond --max-pending means this reader does not read.
-        let unwritten = conn.out.len() - conn.written;
-        if unwritten > self.config.max_pending {
-            self.doom(key, Gone::TooSlow, "output passed --max-pending");
-            return;
-        }
-        if unwritten > self.config.max_pending / 2 && !conn.behind && conn.closing.is_none() {
-            conn.behind = true;
-            self.behind.push(key);
-        }
-        let want_writable = if conn.written == conn.out.len() {
-            conn.out.clear();
-            conn.written = 0;
-            if conn.closing.is_some() && !conn.shut {
-                // All said: send FIN, then wait for the peer's (lingering
-                // close), so unread input does not turn our close into a RST
-                // that could destroy the goodbye.
-                conn.shut = true;
-                let _ = conn.stream.shutdown(Shutdown::Write);
-            }
-            if conn.shut && conn.peer_eof {
-                // Both sides are done: nothing to linger for.
-                self.doom(key, Gone::Disconnected, "output written after EOF");
+        let want_writable = match conn.write_out(&self.logs) {
+            Err(e) => {
+                log::debug!("conn {key}: write: {e}");
+                self.doom(key, Gone::Disconnected, "write error");
                 return;
             }
-            false
-        } else {
-            // Compact only once the written part outweighs the rest: each
-            // byte is moved at most once on average.
-            if conn.written >= conn.out.len() - conn.written {
-                conn.out.drain(..conn.written);
-                conn.written = 0;
+            Ok(Flushed::Partly(left)) if left > self.config.max_pending => {
+                self.doom(key, Gone::TooSlow, "output passed --max-pending");
+                return;
             }
-            true
+            Ok(Flushed::Partly(left)) => {
+                if left > mark && !conn.behind && conn.closing.is_none() {
+                    conn.behind = true;
+                    self.behind.push(key);
+                }
+                true
+            }
+            Ok(Flushed::All) => {
+                if conn.closing.is_some() && !conn.shut {
+                    // All said: send FIN, then wait for the peer's (lingering
+                    // close), so unread input does not turn our close into a
+                    // RST that could destroy the goodbye.
+                    conn.shut_write();
+                }
+                if conn.shut && conn.peer_eof {
+                    // Both sides are done: nothing to linger for.
+                    self.doom(key, Gone::Disconnected, "output written after EOF");
+                    return;
+                }
+                false
+            }
         };
         if want_writable != conn.writable {
             let interest = if want_writable {
@@ -879,6 +666,12 @@ impl Server {
         }
     }
 
+    /// Half of `--max-pending`: a reader with more unwritten output than
+    /// this after a flush is behind.
+    fn behind_mark(&self) -> usize {
+        self.config.max_pending / 2
+    }
+
     /// Closes the connections doomed so far (their notices go out with the
     /// next flush).
     fn close_doomed(&mut self, now: Instant) {
@@ -887,19 +680,24 @@ impl Server {
         }
     }
 
-    /// Flushes every dirty connection once and drops the doomed ones, until
-    /// neither is left (a drop may tell others, which dirties them).
+    /// Writes the turn's new public lines to disk, flushes every dirty
+    /// connection once and drops the doomed ones, until neither is left (a
+    /// drop may tell others, which dirties them). The lines reach the disk
+    /// before any socket, so a line anyone received survives `kill -9`.
     fn settle(&mut self, now: Instant) {
         loop {
             if !self.doomed.is_empty() {
                 self.close_doomed(now);
                 continue;
             }
+            self.save_history();
             if self.dirty.is_empty() {
-                // Every range of the log has been written or copied out.
-                self.log.clear();
-                if self.log.capacity() > 4 * LOG_KEEP {
-                    self.log.shrink_to(LOG_KEEP);
+                // Every range of the logs has been written or copied out.
+                for log in &mut self.logs {
+                    log.clear();
+                    if log.capacity() > 4 * LOG_KEEP {
+                        log.shrink_to(LOG_KEEP);
+                    }
                 }
                 return;
             }
@@ -914,6 +712,34 @@ impl Server {
         }
     }
 
+    /// Hands the lines recorded since the last call to the store, in one
+    /// transaction. A failure is logged loudly (once, then once per sweep);
+    /// the store keeps the lines and writes them once it can again.
+    fn save_history(&mut self) {
+        let Some(disk) = self.disk.as_mut() else {
+            return;
+        };
+        let journal = self.room.history_mut().take_journal();
+        if journal.is_empty() {
+            self.room.history_mut().return_journal(journal);
+            return;
+        }
+        let lines = journal.iter().map(|(id, line)| {
+            let text = std::str::from_utf8(line).unwrap_or_default();
+            (*id, text.strip_suffix('\n').unwrap_or(text))
+        });
+        match disk.store.append(lines) {
+            Ok(()) => disk.failing = 0,
+            Err(e) => {
+                if disk.failing == 0 {
+                    log::error!("{e}; serving from memory, will retry");
+                }
+                disk.failing += 1;
+            }
+        }
+        self.room.history_mut().return_journal(journal);
+    }
+
     /// Removes `key`: deregisters it, tells the room (which tells the
     /// others), logs, and closes the socket.
     fn close(&mut self, key: usize, why: Gone, now: Instant) {
@@ -921,7 +747,12 @@ impl Server {
             return;
         }
         let mut conn = self.conns.remove(key);
-        leave(&mut conn, &mut self.places);
+        conn.leave(&mut self.places);
+        match conn.transport {
+            Some(conn::Transport::Tcp) => self.stats.tcp -= 1,
+            Some(conn::Transport::Ws) => self.stats.ws -= 1,
+            None => {}
+        }
         let _ = self.poll.registry().deregister(&mut conn.stream);
         // After the shutdown notice, nobody is told about the others leaving.
         let why = if self.shutdown_by.is_some() {
@@ -929,6 +760,9 @@ impl Server {
         } else {
             why
         };
+        if why == Gone::TooSlow {
+            self.stats.too_slow += 1;
+        }
         let (room, mut wire) = self.wire(now);
         let name = room.disconnect(key, why, &mut wire);
         let reason = match (why, conn.closing.is_some()) {
@@ -937,9 +771,10 @@ impl Server {
             (Gone::Shutdown, _) => "closed at shutdown",
             (Gone::Disconnected, _) => "disconnected",
         };
-        if conn.peer_eof {
-            // Its disconnect was logged when the EOF arrived.
-            log::debug!("conn {key} from {}: closed after EOF", conn.peer);
+        if conn.peer_eof || conn.transport.is_none() {
+            // Its disconnect was logged when the EOF arrived, or it was a
+            // plain HTTP request.
+            log::debug!("conn {key} from {}: closed", conn.peer);
             return;
         }
         match name {
@@ -948,8 +783,8 @@ impl Server {
         }
     }
 
-    /// Times out silent connections, finishes overdue hang-ups and gives
-    /// back buffers that bursts left large.
+    /// Times out silent connections, finishes overdue hang-ups, retries
+    /// history writes and gives back buffers that bursts left large.
     fn sweep(&mut self, now: Instant) {
         let mut expired = std::mem::take(&mut self.expired);
         let (idle, login) = (self.config.idle_timeout, self.config.login_timeout);
@@ -974,16 +809,42 @@ impl Server {
         for &(key, overdue) in &expired {
             if overdue {
                 self.close(key, Gone::Disconnected, now);
-            } else {
+            } else if self.room.has_session(key) {
                 log::info!("conn {key}: timed out");
+                if self.room.is_member(key) {
+                    self.stats.idle += 1;
+                } else {
+                    self.stats.login_timeout += 1;
+                }
                 let (room, mut wire) = self.wire(now);
                 room.timed_out(key, &mut wire);
+            } else {
+                // A web connection whose request never came whole.
+                self.stats.login_timeout += 1;
+                self.doom(key, Gone::Disconnected, "no request within --login-timeout");
             }
         }
         expired.clear();
         self.expired = expired;
+        self.retry_history();
         if freed >= 1 << 20 {
             trim_heap();
+        }
+    }
+
+    /// Writes the store's backlog after failed writes, so a disk that has
+    /// room again gets the lines even when nobody talks.
+    fn retry_history(&mut self) {
+        let Some(disk) = self.disk.as_mut() else {
+            return;
+        };
+        if let Err(e) = disk.store.retry() {
+            if disk.failing > 0 {
+                log::error!("{e}; {} turn(s) failing, serving from memory", disk.failing);
+            }
+            disk.failing += 1;
+        } else {
+            disk.failing = 0;
         }
     }
 
@@ -1016,14 +877,43 @@ impl Server {
             "{why}: shutting down, {} connection(s) open",
             self.conns.len()
         );
-        if let Some(mut l) = self.listener.take() {
+        for mut l in [self.listener.take(), self.web_listener.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = self.poll.registry().deregister(&mut l);
         }
         self.shutdown_by = Some(now + self.config.drain_timeout);
         let (room, mut wire) = self.wire(now);
         room.shutdown(&mut wire);
-        // Connections without a session (already hanging up) keep their deadline.
+        // Connections without a session (already hanging up, or plain HTTP)
+        // keep their deadline; the web ones that are still reading are cut.
+        let idle_web: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.kind, Kind::Http(_)))
+            .map(|(k, _)| k)
+            .collect();
+        for key in idle_web {
+            self.doom(key, Gone::Shutdown, "shutdown while reading a request");
+        }
     }
+}
+
+/// Sets a bound listener up for the loop: non-blocking, a deep backlog,
+/// registered under `token`.
+fn listen(
+    poll: &Poll,
+    listener: std::net::TcpListener,
+    token: Token,
+) -> io::Result<(TcpListener, SocketAddr)> {
+    listener.set_nonblocking(true)?;
+    raise_backlog(&listener);
+    let addr = listener.local_addr()?;
+    let mut listener = TcpListener::from_std(listener);
+    poll.registry()
+        .register(&mut listener, token, Interest::READABLE)?;
+    Ok((listener, addr))
 }
 
 /// Raises the listen backlog of an already-listening socket (Linux allows

@@ -131,6 +131,8 @@ const FORBIDDEN: Status = Status(403, "Forbidden");
 const NOT_FOUND: Status = Status(404, "Not Found");
 const METHOD_NOT_ALLOWED: Status = Status(405, "Method Not Allowed");
 const TOO_LARGE: Status = Status(431, "Request Header Fields Too Large");
+const TOO_MANY: Status = Status(429, "Too Many Requests");
+const UNAVAILABLE: Status = Status(503, "Service Unavailable");
 
 /// Decides the reply to a complete, well-formed head.
 fn route(req: &httparse::Request<'_, '_>, origins: &[String]) -> Reply {
@@ -243,6 +245,17 @@ fn origin_allowed(headers: &[Header<'_>], origins: &[String]) -> bool {
 /// A `200` response with `body`, for answers that are not the page.
 pub fn ok(content_type: &str, body: &[u8]) -> Vec<u8> {
     response(OK, content_type, body, None, "")
+}
+
+/// `503`: the server is full (`--max-clients`); sent without reading the
+/// request.
+pub fn full() -> Vec<u8> {
+    error(UNAVAILABLE, "Retry-After: 5\r\n")
+}
+
+/// `429`: too many connections from this address (`--max-per-ip`).
+pub fn too_many() -> Vec<u8> {
+    error(TOO_MANY, "Retry-After: 5\r\n")
 }
 
 /// An error response whose body is the status line's text.

@@ -18,22 +18,27 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct Server {
     /// The process.
     pub child: Child,
-    /// The address it bound.
+    /// The address it bound for the line protocol.
     pub addr: SocketAddr,
+    /// The address it bound for HTTP and WebSocket (`--web-port 0`).
+    pub web_addr: Option<SocketAddr>,
     /// Everything it logged so far.
     pub log: Arc<Mutex<String>>,
 }
 
 impl Server {
-    /// Starts `chat-server --host 127.0.0.1 --port 0 ARGS...` and waits for
-    /// its "listening on" log line.
+    /// Starts `chat-server --host 127.0.0.1 --port 0 --web-port 0 ARGS...`
+    /// and waits for its "listening on" log line (and its web line, unless
+    /// ARGS has `--no-web`).
     pub fn start(args: &[&str]) -> Server {
         Self::start_with(Command::new(env!("CARGO_BIN_EXE_chat-server")), args)
     }
 
     /// Like [`Server::start`], from a prepared command (e.g. `prlimit ... chat-server`).
     pub fn start_with(mut cmd: Command, args: &[&str]) -> Server {
+        let web = !args.contains(&"--no-web");
         cmd.args(["--host", "127.0.0.1", "--port", "0"])
+            .args(if web { &["--web-port", "0"][..] } else { &[] })
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -45,11 +50,22 @@ impl Server {
         let sink = log.clone();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
+            let mut chat = None;
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(i) = line.find("listening on ") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(line[i + 13..].trim().to_owned());
+                    chat = Some(line[i + 13..].trim().to_owned());
+                    if !web {
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send((chat.clone().unwrap(), None));
+                        }
+                    }
+                }
+                if let Some(i) = line.find("web on ") {
+                    let rest = &line[i + 7..];
+                    let addr = rest.split_once(": ").map(|(a, _)| a);
+                    if let (Some(tx), Some(chat), Some(addr)) = (tx.take(), chat.clone(), addr) {
+                        let _ = tx.send((chat, Some(addr.trim().to_owned())));
                     }
                 }
                 let mut l = sink.lock().unwrap();
@@ -57,14 +73,22 @@ impl Server {
                 l.push('\n');
             }
         });
-        let addr = match rx.recv_timeout(WAIT) {
-            Ok(a) => a.parse().expect("bound address"),
+        let (addr, web_addr) = match rx.recv_timeout(WAIT) {
+            Ok((a, w)) => (
+                a.parse().expect("bound address"),
+                w.map(|w| w.parse().expect("bound web address")),
+            ),
             Err(_) => {
                 let _ = child.kill();
                 panic!("server did not start: {}", log.lock().unwrap());
             }
         };
-        Server { child, addr, log }
+        Server {
+            child,
+            addr,
+            web_addr,
+            log,
+        }
     }
 
     /// The process id.
@@ -190,6 +214,21 @@ impl Client {
     pub fn expect(&mut self, want: &str) {
         let got = self.line();
         assert_eq!(got, want);
+    }
+
+    /// After a name was sent: the welcome, the room's history block if there
+    /// is one (its lines are returned), then the newcomer's own join notice.
+    pub fn expect_welcome(&mut self, name: &str) -> Vec<String> {
+        let welcome = self.expect_prefix("[SERVER]: Welcome to the chat, ");
+        assert!(welcome.contains(name), "{welcome:?}");
+        let mut history = Vec::new();
+        let mut next = self.line();
+        if next.starts_with("[SERVER]: History (") {
+            history = self.read_until("[SERVER]: End of history.");
+            next = self.line();
+        }
+        assert_eq!(next, format!("[SERVER]: {name} joined the chat!"));
+        history
     }
 
     /// Asserts that the next line starts with `prefix`; returns it.

@@ -1,0 +1,157 @@
+//! The `chat-server` command line: flags, start-up checks (one clear line and
+//! exit status 1 for anything unusable), binding, and the run.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use log::LevelFilter;
+
+use super::{parse_exempt, Config, Listeners};
+use crate::store::Store;
+
+/// The chatroom server: one room, one thread, one mio event loop.
+/// Join with `chat-client HOST PORT`, `nc HOST PORT`, or a browser at the
+/// web port.
+#[derive(Parser, Debug)]
+#[command(name = "chat-server", version, about, long_about = None)]
+pub struct Args {
+    /// Address to listen on (`::` for IPv6).
+    #[arg(long, default_value = "0.0.0.0")]
+    host: String,
+    /// Port to listen on; 0 picks a free port (the log says which).
+    #[arg(short, long, default_value_t = 53000)]
+    port: u16,
+    /// Seconds without a byte from a user before it is closed.
+    #[arg(long, default_value = "120", value_parser = seconds)]
+    idle_timeout: Duration,
+    /// Seconds a new connection has to choose a name (or send its HTTP request).
+    #[arg(long, default_value = "30", value_parser = seconds)]
+    login_timeout: Duration,
+    /// Longest line accepted, in bytes (LF and CR not counted).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    max_line: u32,
+    /// Open connections (logged in or not) beyond which new ones are refused.
+    #[arg(long, default_value_t = 10_000)]
+    max_clients: usize,
+    /// Bytes of output a client left unread (after the server offered it)
+    /// beyond which it is dropped as too slow.
+    #[arg(long, default_value_t = 256 * 1024)]
+    max_pending: usize,
+    /// Lines per second a user may sustain (burst twice that); 0 turns it off.
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// Open connections from one address beyond which new ones are refused
+    /// (TCP and web together); 0 turns the limit off.
+    #[arg(long, default_value_t = 20)]
+    max_per_ip: usize,
+    /// Addresses and CIDR prefixes not counted under --max-per-ip
+    /// (comma-separated; an empty value exempts none).
+    #[arg(long, default_value = "127.0.0.0/8,::1", value_parser = exempt)]
+    per_ip_exempt: Exempt,
+    /// Join and leave notices go to everyone only while the room holds at
+    /// most this many users; 0 means always.
+    #[arg(long, default_value_t = 1000)]
+    announce_limit: usize,
+    /// Public lines the room keeps for newcomers, /history and /since; 0
+    /// keeps none.
+    #[arg(long, default_value_t = 200)]
+    history: usize,
+    /// Kept lines a newcomer gets before its join notice (at most --history).
+    #[arg(long, default_value_t = 20)]
+    join_history: usize,
+    /// Keep the history in this SQLite file (created if missing), so it and
+    /// the ids survive a restart.
+    #[arg(long, value_name = "PATH")]
+    history_db: Option<PathBuf>,
+    /// Port for the web page and WebSocket clients; 0 picks a free port.
+    #[arg(long, default_value_t = 8080)]
+    web_port: u16,
+    /// Do not listen for web clients.
+    #[arg(long)]
+    no_web: bool,
+    /// Accept WebSocket upgrades only with this Origin (repeatable); without
+    /// it any origin is accepted.
+    #[arg(long, value_name = "ORIGIN")]
+    web_origin: Vec<String>,
+    #[command(flatten)]
+    log: crate::logging::LogArgs,
+}
+
+/// The parsed `--per-ip-exempt` list (a newtype, so clap treats it as one value).
+#[derive(Debug, Clone)]
+struct Exempt(Vec<ipnet::IpNet>);
+
+fn exempt(s: &str) -> Result<Exempt, String> {
+    parse_exempt(s).map(Exempt)
+}
+
+fn seconds(s: &str) -> Result<Duration, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    Duration::try_from_secs_f64(v)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| "must be a positive number of seconds".into())
+}
+
+/// `chat-server`'s whole life: flags, checks, run; the exit status.
+pub fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => return crate::logging::flag_error("chat-server", e),
+    };
+    args.log.init(LevelFilter::Info);
+    match start(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chat-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Opens the history, binds, runs; any error is one line for the user.
+fn start(args: Args) -> Result<(), String> {
+    ignore_file_size_signal();
+    let config = Config {
+        idle_timeout: args.idle_timeout,
+        login_timeout: args.login_timeout,
+        max_line: args.max_line as usize,
+        max_clients: args.max_clients,
+        max_pending: args.max_pending,
+        rate: args.rate.max(0.0),
+        max_per_ip: args.max_per_ip,
+        per_ip_exempt: args.per_ip_exempt.0,
+        announce_limit: args.announce_limit,
+        history: args.history,
+        join_history: args.join_history.min(args.history),
+        web_origins: args.web_origin,
+        ..Default::default()
+    };
+    let store = match &args.history_db {
+        Some(path) => Some(Store::open(path, config.history).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let bind = |port: u16| {
+        TcpListener::bind((args.host.as_str(), port))
+            .map_err(|e| format!("cannot listen on {}:{port}: {e}", args.host))
+    };
+    let chat = bind(args.port)?;
+    let web = if args.no_web {
+        None
+    } else {
+        Some(bind(args.web_port)?)
+    };
+    super::run(Listeners { chat, web }, config, store).map_err(|e| format!("server failed: {e}"))
+}
+
+/// A file-size limit (`RLIMIT_FSIZE`) must fail the history database's
+/// writes, which the server survives, not kill the whole room with SIGXFSZ.
+fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
