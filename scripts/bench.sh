@@ -19,6 +19,8 @@ while getopts "d:h" opt; do
     esac
 done
 
+# Both crates of the workspace (default-members): chat-bench starts the
+# chat-server that this puts next to it in target/release/.
 cargo build --release --bins --quiet
 
 echo "== machine"

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::bench::scenario::{self, dur, thousands, Load, RampPlan};
-use crate::bench::{default_server_path, sys, ServerProc, Target};
+use crate::scenario::{self, dur, thousands, Load, RampPlan};
+use crate::{default_server_path, sys, ServerProc, Target};
 use clap::{Args, Parser, Subcommand};
 
 /// Benchmarks chat-server with many clients in one thread (mio, loopback).
@@ -351,7 +351,7 @@ fn run(cli: &Cli) -> Result<bool, String> {
         }
         Scenario::IdealServer { port } => {
             let l = std::net::TcpListener::bind(("127.0.0.1", *port)).map_err(e)?;
-            crate::bench::ideal::serve(l).map_err(e)?;
+            crate::ideal::serve(l).map_err(e)?;
             Ok(true)
         }
         Scenario::Targets { duration } => targets(cli, *duration),

@@ -1,12 +1,61 @@
 //! `chat-bench` runs small loads against a real server and reports what was
 //! lost; here it must lose nothing. Correctness only: no speed is asserted.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
+
+/// The `chat-server` binary the bench runs against.
+///
+/// `CHAT_SERVER=PATH` names one (for instance a server built on another
+/// branch). Otherwise cargo builds it here: an integration test only sees
+/// its own package's binaries (`CARGO_BIN_EXE_*`) and artifact dependencies
+/// are not in stable cargo, so the test runs `cargo build -p chatroom --bin
+/// chat-server` in its own profile and target directory, which puts it next
+/// to `chat-bench`, where `chat-bench` looks by default. Cargo has released
+/// its build lock when tests run; after `cargo test` at the root (which
+/// builds every binary of both crates before any test runs) this is a
+/// no-op, and after `cargo test -p chat-bench` it brings the server up to
+/// date instead of testing a stale one.
+fn server() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        if let Some(p) = std::env::var_os("CHAT_SERVER") {
+            let p = PathBuf::from(p);
+            assert!(p.is_file(), "CHAT_SERVER={} is not a file", p.display());
+            return p;
+        }
+        let bench = Path::new(env!("CARGO_BIN_EXE_chat-bench"));
+        let dir = bench.parent().expect("chat-bench has a directory");
+        let profile = match dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => "dev",
+            Some(name) => name,
+            None => panic!("no profile directory in {}", bench.display()),
+        };
+        let target_dir = dir.parent().expect("a target directory");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(&cargo)
+            .args(["build", "--quiet", "-p", "chatroom", "--bin", "chat-server"])
+            .arg("--profile")
+            .arg(profile)
+            .arg("--target-dir")
+            .arg(target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap_or_else(|e| panic!("running {cargo:?} to build chat-server: {e}"));
+        assert!(status.success(), "cargo could not build chat-server");
+        let server = dir.join("chat-server");
+        assert!(server.is_file(), "no {} after the build", server.display());
+        server
+    })
+}
 
 fn bench(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_chat-bench"))
         .args(args)
-        .args(["--server", env!("CARGO_BIN_EXE_chat-server"), "--json"])
+        .arg("--server")
+        .arg(server())
+        .arg("--json")
         .output()
         .expect("run chat-bench");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -1,16 +1,28 @@
-//! The benchmark behind `chat-bench`: many clients in one thread, over
-//! loopback, talking the real protocol to a real `chat-server`.
+//! chat-bench: the benchmark of `chat-server`. Many clients in one thread,
+//! over loopback, talking the real protocol to a real `chat-server` process
+//! (see `BENCHMARKS.md` for the method and the figures).
 //!
+//! It is its own crate of the workspace so that the product library
+//! (`chatroom`: server and client) carries no benchmark code: users build
+//! and run the server and the client, not this. It talks to the server only
+//! through sockets and `/proc`, so it needs nothing from `chatroom`.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command line (flags, scenarios, the `targets` table);
+//!   `src/main.rs` only parses and calls [`cli::main`].
 //! - [`fleet`]: the clients (one `mio::Poll`, edge-triggered, reads until
 //!   `WouldBlock`, lines parsed in place), with sequence and latency checks.
-//! - [`scenario`]: `fanout`, `ramp`, `connect` and the `targets` run, and
-//!   their reports (text and JSON).
+//! - [`scenario`]: `fanout`, `ramp`, `connect` and `floor`, and their
+//!   reports (text and JSON).
 //! - [`ideal`]: a bare broadcaster (one `write` per receiver, no
 //!   protocol), the floor that `chat-bench floor` measures.
 //! - [`hist`]: the latency histogram.
 //! - [`sys`]: clocks, `/proc` readings (CPU, RSS), pinning, limits.
 //! - [`ServerProc`]: a `chat-server` the bench starts itself, pinned to one
 //!   core with `taskset` where available.
+//! - `tests/bench.rs`: small runs of every scenario against the real
+//!   `chat-server` binary; they assert that nothing is lost, never speed.
 
 pub mod cli;
 pub mod fleet;
