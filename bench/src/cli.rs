@@ -41,7 +41,10 @@ struct ServerOpts {
     /// The server binary to start.
     #[arg(long, global = true)]
     server: Option<PathBuf>,
-    /// Extra argument for a started server (repeatable), e.g. --server-arg=--max-pending=1048576.
+    /// Extra argument for a started server (repeatable), e.g.
+    /// --server-arg=--announce-limit=0 or --server-arg=--rate=20 (replaces
+    /// the bench's --rate 0; likewise --max-clients, --idle-timeout, and -q
+    /// for a -v, -q or --log-level given here).
     #[arg(long = "server-arg", global = true, allow_hyphen_values = true)]
     server_args: Vec<String>,
     /// CPU the started server is pinned to (with taskset).

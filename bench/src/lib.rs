@@ -76,6 +76,9 @@ impl ServerProc {
     /// Starts `path --host 127.0.0.1 --port P --rate 0 -q --max-clients M
     /// --idle-timeout 3600 EXTRA...` on a free port, under `taskset -c CPU`
     /// when `cpu` is given and `taskset` exists, and waits until it accepts.
+    /// A flag in `extra` replaces the bench's own (`--rate`,
+    /// `--max-clients`, `--idle-timeout`; `-q` gives way to any `-v`, `-q`
+    /// or `--log-level`): the server takes each flag once.
     pub fn spawn(
         path: &Path,
         cpu: Option<usize>,
@@ -84,22 +87,33 @@ impl ServerProc {
     ) -> io::Result<ServerProc> {
         // -q hides the "listening on" line, so pick the port here.
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut args: Vec<String> = [
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--rate",
-            "0",
-            "-q",
-            "--max-clients",
-            &max_clients.to_string(),
-            "--idle-timeout",
-            "3600",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args: Vec<String> = ["--host", "127.0.0.1", "--port", &port.to_string()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let given = |flag: &str| {
+            extra
+                .iter()
+                .any(|a| a == flag || a.strip_prefix(flag).is_some_and(|v| v.starts_with('=')))
+        };
+        for (flag, value) in [
+            ("--rate", "0".to_string()),
+            ("--max-clients", max_clients.to_string()),
+            ("--idle-timeout", "3600".to_string()),
+        ] {
+            if !given(flag) {
+                args.extend([flag.to_string(), value]);
+            }
+        }
+        let logs = |a: &String| {
+            (a.starts_with("-v") || a.starts_with("-q"))
+                || ["--verbose", "--quiet", "--log-level"]
+                    .iter()
+                    .any(|f| a == f || a.starts_with(&format!("{f}=")))
+        };
+        if !extra.iter().any(logs) {
+            args.push("-q".into());
+        }
         args.extend(extra.iter().cloned());
         Self::start(path, &args, cpu, port)
     }
