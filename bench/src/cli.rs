@@ -137,13 +137,16 @@ enum Scenario {
         #[arg(long, default_value_t = 50.0)]
         p99_ms: f64,
     },
-    /// N clients log in at once, each reading every join notice; then the
-    /// server's RSS per connection; then the time for one line to reach all.
+    /// N clients log in (all at once, or at most --inflight at a time: a
+    /// reconnect storm), each reading every join notice the server sends;
+    /// then the server's RSS per connection; then the time for one line to
+    /// reach all.
     Connect {
         /// Clients.
         #[arg(short = 'n', long, default_value_t = 10_000)]
         clients: usize,
         /// Clients logging in at the same time, at most (0: all at once).
+        /// A client logs in from its connect to its own join notice.
         #[arg(long, default_value_t = 0)]
         inflight: usize,
         /// Seconds to stay idle before reading the RSS (the server frees

@@ -30,6 +30,9 @@ const SEQ_HEX: usize = 8;
 const TIME_HEX: usize = 16;
 /// The longest a single `poll` waits, so callers re-check their deadlines.
 const MAX_BLOCK: Duration = Duration::from_millis(50);
+/// A login is over once everyone is in and no join notice came for this
+/// long (in a large room the server may send only the newcomer its own).
+const JOINS_QUIET_NS: u64 = 1_000_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -50,6 +53,9 @@ struct Client {
     partial: Vec<u8>,
     /// Bytes the kernel has not taken yet (usually empty).
     out: Vec<u8>,
+    /// Join notices it has read (its own included): the first to join reads
+    /// every join the server announces to everyone.
+    joins: u32,
 }
 
 /// What the fleet has seen so far.
@@ -184,13 +190,35 @@ impl Fleet {
         self
     }
 
-    /// Join notices a login of `n` clients brings: `N(N+1)/2`, none when raw.
-    pub fn joins_for(&self, n: usize) -> u64 {
+    /// Join notices a login of `n` clients into an empty room brings when
+    /// every join goes to everyone: `N(N+1)/2` (the k-th to join reads the
+    /// joins of users k..N); none when raw.
+    pub fn all_joins(&self, n: usize) -> u64 {
         if self.raw {
             0
         } else {
             (n as u64) * (n as u64 + 1) / 2
         }
+    }
+
+    /// Joins the server announced to everyone during the login: the most
+    /// join notices any client read (the first to join reads them all).
+    /// `n` when every join went to everyone; less when the server stops
+    /// announcing joins in a large room (`--announce-limit`).
+    pub fn announced(&self) -> usize {
+        self.clients
+            .iter()
+            .map(|c| c.joins as usize)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Join notices a login of `n` clients into an empty room brings if the
+    /// first `m` joins went to everyone and each later one only to the
+    /// newcomer: `m(m+1)/2 + (n - m)`; none when raw.
+    pub fn joins_for(&self, n: usize, m: usize) -> u64 {
+        let m = m.min(n);
+        self.all_joins(m) + if self.raw { 0 } else { (n - m) as u64 }
     }
 
     /// The smallest line size the sender names allow.
@@ -214,18 +242,24 @@ impl Fleet {
     }
 
     /// Opens clients until `n` exist (at most `max_inflight` logging in at a
-    /// time, 0 for no limit) and runs the loop until all are in and every join notice has
-    /// been read, or `limit` passes. The k-th user to join gets the join
-    /// notices of everyone from k on, so all is read when `N(N+1)/2`
-    /// notices have arrived (counting from an empty fleet).
+    /// time, 0 for no limit) and runs the loop until all are in and every
+    /// join notice has been read, or `limit` passes. The k-th user to join
+    /// gets the join notices of everyone from k on, so all is read when
+    /// `N(N+1)/2` notices have arrived (counting from an empty fleet); a
+    /// server that announces joins only in small rooms sends fewer, so the
+    /// login also ends when everyone is in and no join notice came for 1 s
+    /// (the caller checks the count against [`Fleet::announced`]).
     pub fn login(&mut self, n: usize, limit: Duration) -> bool {
         self.target = n;
         self.next_seq.resize(n * self.senders, 0);
-        let want_joins = self.joins_for(n);
+        let want_joins = self.all_joins(n);
         let deadline = now_ns() + limit.as_nanos() as u64;
         loop {
             self.open_more();
-            if self.c.logged_in == n && self.c.joins >= want_joins {
+            if self.c.logged_in == n
+                && (self.c.joins >= want_joins
+                    || now_ns().saturating_sub(self.c.last_join_ns) >= JOINS_QUIET_NS)
+            {
                 return true;
             }
             if self.c.login_errors > 0 && self.inflight == 0 && self.clients.len() == n {
@@ -261,6 +295,7 @@ impl Fleet {
                         state: State::Greeting,
                         partial: Vec::new(),
                         out: Vec::new(),
+                        joins: 0,
                     });
                     self.inflight += 1;
                 }
@@ -478,6 +513,7 @@ impl Fleet {
         if text.ends_with(b" joined the chat!") {
             self.c.joins += 1;
             self.c.last_join_ns = t;
+            self.clients[i].joins += 1;
             // Before login a client is not in the room, so the first join
             // notice it gets is its own.
             if self.clients[i].state == State::Naming {
@@ -689,6 +725,15 @@ mod tests {
         assert_eq!(parse_dec(b"123"), Some(123));
         assert_eq!(parse_dec(b""), None);
         assert_eq!(parse_dec(b"1x"), None);
+    }
+
+    #[test]
+    fn joins_of_a_login() {
+        let f = Fleet::new(([127, 0, 0, 1], 9).into(), "b", 1, 64, 0).expect("a poll");
+        assert_eq!(f.all_joins(10), 55);
+        assert_eq!(f.joins_for(10, 10), 55);
+        // The first 4 joins went to everyone, the 6 later ones only to the newcomer.
+        assert_eq!(f.joins_for(10, 4), 10 + 6);
     }
 
     #[test]

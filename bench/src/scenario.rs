@@ -6,7 +6,8 @@
 //!   per delivery and the bench's own CPU.
 //! - [`ramp`]: the same at rising rates (then bisecting) on one set of
 //!   clients: the highest rate with p99 <= the limit and nothing lost.
-//! - [`connect`]: N clients log in at once, each reading every join notice;
+//! - [`connect`]: N clients log in (all at once, or at most K at a time:
+//!   a reconnect storm), each reading every join notice the server sends;
 //!   then the server's RSS per idle connection, then the time for one line
 //!   to reach all N.
 
@@ -68,9 +69,15 @@ pub struct Login {
     pub all_in_s: f64,
     /// Seconds until the last join notice was read by everyone.
     pub all_notices_s: f64,
-    /// Join notices read, and how many there should be (N(N+1)/2).
+    /// Clients logging in at the same time, at most (0: no cap).
+    pub inflight: usize,
+    /// Join notices read.
     pub joins: u64,
-    /// `N(N+1)/2`.
+    /// Joins the server announced to everyone: N, or fewer when it stops
+    /// announcing joins in a large room (see [`Fleet::announced`]).
+    pub announced: usize,
+    /// The join notices that makes: `N(N+1)/2` when every join went to
+    /// everyone, `M(M+1)/2 + (N - M)` when only the first M did.
     pub joins_expected: u64,
     /// Login failures (refused, closed, connect errors).
     pub errors: usize,
@@ -265,13 +272,16 @@ fn log_in(fleet: &mut Fleet, target: &Target, load: &Load) -> Login {
     let n = load.clients;
     fleet.login(n, Duration::from_secs_f64(load.login_limit));
     let c = &fleet.c;
+    let announced = fleet.announced();
     Login {
         clients: n,
         logged_in: c.logged_in - before.logged_in,
         all_in_s: c.last_login_ns.saturating_sub(t0) as f64 / 1e9,
         all_notices_s: c.last_join_ns.saturating_sub(t0) as f64 / 1e9,
+        inflight: load.inflight,
         joins: c.joins - before.joins,
-        joins_expected: fleet.joins_for(n),
+        announced,
+        joins_expected: fleet.joins_for(n, announced),
         errors: c.login_errors - before.login_errors,
         first_error: c.first_error.clone(),
         server_cpu: server_cpu(target) - cpu0,
@@ -647,14 +657,25 @@ fn jnum(v: f64) -> String {
 impl Login {
     /// A readable report.
     pub fn text(&self) -> String {
+        let cap = match self.inflight {
+            0 => " (all at once)".to_string(),
+            k => format!(" (at most {} logging in at a time)", thousands(k as f64)),
+        };
         let mut s = format!(
-            "  login       {} of {} in after {:.3} s; all {} join notices read after {:.3} s\n",
+            "  login       {} of {} in after {:.3} s{cap}; all {} join notices read after {:.3} s\n",
             thousands(self.logged_in as f64),
             thousands(self.clients as f64),
             self.all_in_s,
             thousands(self.joins as f64),
             self.all_notices_s,
         );
+        if self.announced < self.logged_in {
+            let _ = writeln!(
+                s,
+                "              joins announced to everyone: the first {}, later ones only to the newcomer",
+                thousands(self.announced as f64)
+            );
+        }
         let _ = writeln!(
             s,
             "              server CPU {:.2} s, bench CPU {:.2} s",
@@ -676,12 +697,14 @@ impl Login {
     /// As a JSON object.
     pub fn json(&self) -> String {
         format!(
-            "{{\"clients\":{},\"logged_in\":{},\"all_in_s\":{},\"all_notices_s\":{},\"joins\":{},\"joins_expected\":{},\"errors\":{},\"first_error\":{},\"server_cpu_s\":{},\"bench_cpu_s\":{}}}",
+            "{{\"clients\":{},\"logged_in\":{},\"all_in_s\":{},\"all_notices_s\":{},\"inflight\":{},\"joins\":{},\"announced\":{},\"joins_expected\":{},\"errors\":{},\"first_error\":{},\"server_cpu_s\":{},\"bench_cpu_s\":{}}}",
             self.clients,
             self.logged_in,
             jnum(self.all_in_s),
             jnum(self.all_notices_s),
+            self.inflight,
             self.joins,
+            self.announced,
             self.joins_expected,
             self.errors,
             self.first_error.as_deref().map_or("null".into(), jstr),
@@ -898,7 +921,7 @@ impl Connect {
     /// A readable report.
     pub fn text(&self) -> String {
         let mut s = format!(
-            "connect: {} clients at once\n",
+            "connect: {} clients\n",
             thousands(self.login.clients as f64)
         );
         s.push_str(&self.login.text());

@@ -120,3 +120,23 @@ fn floor_reaches_every_client_through_the_bare_broadcaster() {
     assert_eq!(field(&out, "logged_in"), "40", "{out}");
     assert_eq!(field(&out, "line_lost"), "0", "{out}");
 }
+
+#[test]
+fn connect_with_a_cap_on_logins_in_flight_logs_everyone_in() {
+    let (ok, out) = bench(&[
+        "connect",
+        "-n",
+        "60",
+        "--inflight",
+        "7",
+        "--lines",
+        "1",
+        "--settle",
+        "0.2",
+    ]);
+    assert!(ok, "chat-bench connect --inflight failed:\n{out}");
+    assert_eq!(field(&out, "inflight"), "7", "{out}");
+    assert_eq!(field(&out, "logged_in"), "60", "{out}");
+    assert_eq!(field(&out, "joins"), "1830", "{out}");
+    assert_eq!(field(&out, "line_lost"), "0", "{out}");
+}
