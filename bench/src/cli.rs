@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::burst::{self, BurstPlan};
 use crate::scenario::{self, dur, thousands, Load, RampPlan};
 use crate::{default_server_path, sys, ServerProc, Target};
 use clap::{Args, Parser, Subcommand};
@@ -169,6 +170,40 @@ enum Scenario {
         /// Single lines sent one after another.
         #[arg(long, default_value_t = 5)]
         lines: usize,
+    },
+    /// N readers in the room; S senders each paste L lines of B bytes in
+    /// one write, all at the same instant, R times: deliveries/s and
+    /// latency during the bursts, connections dropped (and why), and
+    /// whether every user got every line in one order.
+    Burst {
+        /// Readers (besides the senders, who read too).
+        #[arg(short = 'n', long, default_value_t = 1000)]
+        readers: usize,
+        /// Senders that paste.
+        #[arg(short, long, default_value_t = 3)]
+        senders: usize,
+        /// Lines per paste.
+        #[arg(short, long, default_value_t = 40)]
+        lines: u32,
+        /// Bytes of each line as every user receives it (`NAME: TEXT` + LF).
+        #[arg(short = 'b', long, default_value_t = 4000)]
+        size: usize,
+        /// Pastes per sender.
+        #[arg(short, long, default_value_t = 5)]
+        repeat: u32,
+        /// Seconds from the end of one burst to the next paste (a server
+        /// with --rate 20 refills a sender's 40 lines in 2 s).
+        #[arg(long, default_value_t = 2.5)]
+        pause: f64,
+        /// At most this many seconds to wait for a burst's lines.
+        #[arg(long, default_value_t = 30.0)]
+        drain: f64,
+        /// Clients logging in at the same time, at most (0: all at once).
+        #[arg(long, default_value_t = 0)]
+        inflight: usize,
+        /// Give up if logging in takes longer than this many seconds.
+        #[arg(long, default_value_t = 120.0)]
+        login_limit: f64,
     },
     /// The bare broadcaster `floor` starts (internal).
     #[command(hide = true)]
@@ -352,6 +387,42 @@ fn run(cli: &Cli) -> Result<bool, String> {
                 println!("{}", r.json());
             } else {
                 print!("floor (bare broadcaster): {}", r.text());
+            }
+            Ok(r.ok())
+        }
+        Scenario::Burst {
+            readers,
+            senders,
+            lines,
+            size,
+            repeat,
+            pause,
+            drain,
+            inflight,
+            login_limit,
+        } => {
+            let load = Load {
+                clients: readers + senders,
+                senders: *senders,
+                size: *size,
+                drain: *drain,
+                inflight: *inflight,
+                login_limit: *login_limit,
+                ..Load::default()
+            };
+            let plan = BurstPlan {
+                lines: *lines,
+                bursts: *repeat,
+                pause: *pause,
+            };
+            let under = server_for(&cli.server, load.clients)?;
+            header(cli.json, &under);
+            let r = burst::burst(&under.target(), &load, &plan).map_err(e)?;
+            drop(under);
+            if cli.json {
+                println!("{}", r.json());
+            } else {
+                print!("{}", r.text());
             }
             Ok(r.ok())
         }

@@ -15,6 +15,8 @@
 //!   `WouldBlock`, lines parsed in place), with sequence and latency checks.
 //! - [`scenario`]: `fanout`, `ramp`, `connect` and `floor`, and their
 //!   reports (text and JSON).
+//! - [`burst`]: readers in a room while a few users paste long texts at the
+//!   same instant: throughput, latency, drops and their reasons, one order.
 //! - [`ideal`]: a bare broadcaster (one `write` per receiver, no
 //!   protocol), the floor that `chat-bench floor` measures.
 //! - [`hist`]: the latency histogram.
@@ -24,6 +26,7 @@
 //! - `tests/bench.rs`: small runs of every scenario against the real
 //!   `chat-server` binary; they assert that nothing is lost, never speed.
 
+pub mod burst;
 pub mod cli;
 pub mod fleet;
 pub mod hist;

@@ -10,6 +10,11 @@
 //!   a reconnect storm), each reading every join notice the server sends;
 //!   then the server's RSS per idle connection, then the time for one line
 //!   to reach all N.
+//! - [`floor`]: `connect`'s single lines through a bare broadcaster.
+//! - [`burst`]: N readers in the room, S senders each paste L long lines in
+//!   one write, all at the same instant, R times: deliveries/s and latency
+//!   of the bursts, connections the server dropped and why, and whether
+//!   every user got every line in one and the same order.
 
 use std::fmt::Write as _;
 use std::io;
@@ -255,16 +260,44 @@ impl Connect {
     }
 }
 
-fn secs(s: f64) -> u64 {
+/// Seconds as nanoseconds.
+pub(crate) fn secs(s: f64) -> u64 {
     (s.max(0.0) * 1e9) as u64
 }
 
-fn server_cpu(t: &Target) -> f64 {
+/// The server's CPU seconds so far (NaN if unreadable).
+pub(crate) fn server_cpu(t: &Target) -> f64 {
     sys::process_cpu(t.pid).unwrap_or(f64::NAN)
 }
 
+/// Runs the fleet until it has read `chat` chat lines in all, nothing came
+/// for 2 s, or `drain_s` seconds passed.
+pub(crate) fn drain(fleet: &mut Fleet, chat: u64, drain_s: f64) -> io::Result<()> {
+    let cap = now_ns() + secs(drain_s);
+    let mut progress = (fleet.c.chat, now_ns());
+    while fleet.c.chat < chat {
+        let now = now_ns();
+        if fleet.c.chat != progress.0 {
+            progress = (fleet.c.chat, now);
+        } else if now - progress.1 > 2_000_000_000 || now >= cap {
+            break;
+        }
+        fleet.turn(Some(cap))?;
+    }
+    Ok(())
+}
+
+/// Runs the fleet (reading whatever comes) for `s` seconds.
+pub(crate) fn idle(fleet: &mut Fleet, s: f64) -> io::Result<()> {
+    let until = now_ns() + secs(s);
+    while now_ns() < until {
+        fleet.turn(Some(until))?;
+    }
+    Ok(())
+}
+
 /// Logs `load.clients` clients in; the login report.
-fn log_in(fleet: &mut Fleet, target: &Target, load: &Load) -> Login {
+pub(crate) fn log_in(fleet: &mut Fleet, target: &Target, load: &Load) -> Login {
     let cpu0 = server_cpu(target);
     let me0 = sys::self_cpu();
     let t0 = now_ns();
@@ -340,17 +373,7 @@ fn run_step(
         *q += ((total + (senders - s - 1) as u64) / senders as u64) as u32;
     }
     let expected = total * receivers as u64;
-    let cap = now_ns() + secs(load.drain);
-    let mut progress = (fleet.c.chat, now_ns());
-    while fleet.c.chat - before.chat < expected {
-        let now = now_ns();
-        if fleet.c.chat != progress.0 {
-            progress = (fleet.c.chat, now);
-        } else if now - progress.1 > 2_000_000_000 || now >= cap {
-            break;
-        }
-        fleet.turn(Some(cap))?;
-    }
+    drain(fleet, before.chat + expected, load.drain)?;
     let end = now_ns();
     let (cpu0, me0, t_from) = at_from.unwrap_or((f64::NAN, f64::NAN, from));
     let c = &fleet.c;
@@ -384,7 +407,8 @@ fn run_step(
     })
 }
 
-fn check_load(load: &Load) -> io::Result<()> {
+/// Checks that `load`'s senders and line size make sense.
+pub(crate) fn check_load(load: &Load) -> io::Result<()> {
     if load.senders == 0 || load.senders > load.clients {
         return Err(io::Error::other("need 1 <= senders <= clients"));
     }
@@ -398,7 +422,7 @@ fn check_load(load: &Load) -> io::Result<()> {
 }
 
 /// The clients `load` describes, not yet connected, against `target`.
-fn fleet_for(target: &Target, load: &Load) -> io::Result<Fleet> {
+pub(crate) fn fleet_for(target: &Target, load: &Load) -> io::Result<Fleet> {
     Fleet::new(
         target.addr,
         &load.prefix,
@@ -560,10 +584,7 @@ fn connect_with(
         loadavg: String::new(),
     };
     if out.login.ok() {
-        let until = now_ns() + secs(settle);
-        while now_ns() < until {
-            fleet.turn(Some(until))?;
-        }
+        idle(&mut fleet, settle)?;
         out.rss_after_kib = sys::process_rss_kib(target.pid)?;
         fleet.measure(0, u64::MAX);
         let (cpu0, me0) = (server_cpu(target), sys::self_cpu());
@@ -582,10 +603,7 @@ fn connect_with(
                     .push(fleet.c.last_chat_ns.saturating_sub(t) as f64 / 1e6);
             }
             // A short pause, so each line meets an idle server.
-            let until = now_ns() + 200_000_000;
-            while now_ns() < until {
-                fleet.turn(Some(until))?;
-            }
+            idle(&mut fleet, 0.2)?;
         }
         let k = lines.max(1) as f64;
         out.line_server_cpu = (server_cpu(target) - cpu0) / k;
@@ -630,7 +648,8 @@ pub fn dur(ns: u64) -> String {
     }
 }
 
-fn jstr(s: &str) -> String {
+/// `s` as a JSON string.
+pub(crate) fn jstr(s: &str) -> String {
     let mut o = String::from("\"");
     for ch in s.chars() {
         match ch {
@@ -646,7 +665,8 @@ fn jstr(s: &str) -> String {
     o
 }
 
-fn jnum(v: f64) -> String {
+/// `v` as a JSON number (`null` if not finite).
+pub(crate) fn jnum(v: f64) -> String {
     if v.is_finite() {
         format!("{v}")
     } else {

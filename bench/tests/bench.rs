@@ -140,3 +140,41 @@ fn connect_with_a_cap_on_logins_in_flight_logs_everyone_in() {
     assert_eq!(field(&out, "joins"), "1830", "{out}");
     assert_eq!(field(&out, "line_lost"), "0", "{out}");
 }
+
+/// Three senders paste 40 lines of 4,000 B each at the same instant, twice,
+/// to 50 readers. The server is given room for a whole burst per reader
+/// (`--max-pending` 1 MiB, about twice a burst) so that this checks the
+/// bench's counting, not the server's limits: every line to every user,
+/// in one order, nobody dropped.
+#[test]
+fn burst_reaches_every_reader_in_one_order() {
+    let (ok, out) = bench(&[
+        "burst",
+        "-n",
+        "50",
+        "-s",
+        "3",
+        "-l",
+        "40",
+        "-b",
+        "4000",
+        "-r",
+        "2",
+        "--pause",
+        "0.2",
+        "--server-arg=--max-pending=1048576",
+    ]);
+    assert!(ok, "chat-bench burst failed:\n{out}");
+    assert_eq!(field(&out, "logged_in"), "53", "{out}");
+    // 2 bursts x 3 senders x 40 lines, each to all 53 users.
+    assert_eq!(field(&out, "lines"), "240", "{out}");
+    assert_eq!(field(&out, "expected"), "12720", "{out}");
+    assert_eq!(field(&out, "received"), "12720", "{out}");
+    assert_eq!(field(&out, "lost"), "0", "{out}");
+    assert_eq!(field(&out, "reordered"), "0", "{out}");
+    assert_eq!(field(&out, "dropped"), "0", "{out}");
+    assert_eq!(field(&out, "complete"), "53", "{out}");
+    assert_eq!(field(&out, "orders"), "1", "{out}");
+    assert_eq!(field(&out, "same_order"), "true", "{out}");
+    assert_eq!(field(&out, "samples"), "12720", "{out}");
+}
