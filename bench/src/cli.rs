@@ -212,7 +212,8 @@ enum Scenario {
         #[arg(long)]
         port: u16,
     },
-    /// Every target of issue 5, each on a fresh server; prints the table.
+    /// Every benchmark target (issues 5 and 8), each on a fresh server;
+    /// prints the table.
     Targets {
         /// Seconds measured per fan-out run and per ramp step.
         #[arg(short, long, default_value_t = 10.0)]
@@ -469,7 +470,10 @@ fn targets(cli: &Cli, duration: f64) -> Result<bool, String> {
     println!("{}", c.text());
     json.push(c.json());
     rows.push(Row {
-        what: "10,000 users log in at once, each reads all 50,005,000 join notices".into(),
+        what: format!(
+            "10,000 users log in at once, each reads every join notice sent ({} in all)",
+            thousands(c.login.joins_expected as f64)
+        ),
         goal: "<= 5 s".into(),
         got: format!(
             "{:.2} s (all in after {:.2} s){}",
@@ -621,6 +625,9 @@ fn targets(cli: &Cli, duration: f64) -> Result<bool, String> {
         met: sat.is_some_and(|s| s.us_per_delivery() < 0.5),
     });
 
+    rows.extend(reconnect_targets(cli, &mut json)?);
+    rows.push(burst_target(cli, &mut json)?);
+
     if cli.json {
         println!("[{}]", json.join(",\n"));
     }
@@ -642,6 +649,113 @@ fn targets(cli: &Cli, duration: f64) -> Result<bool, String> {
         );
     }
     Ok(true)
+}
+
+/// Issue 8's mass reconnect: 10,000 clients, at most 100 logging in at a
+/// time, with the server's default flags and with `--announce-limit 0`
+/// (every join to everyone). A server that does not know that flag gets a
+/// row saying so instead of a figure.
+fn reconnect_targets(cli: &Cli, json: &mut Vec<String>) -> Result<Vec<Row>, String> {
+    let load = Load {
+        clients: 10_000,
+        senders: 1,
+        inflight: 100,
+        ..Load::default()
+    };
+    let mut rows = Vec::new();
+    for (flags, limit_s) in [(None, 2.0), (Some("--announce-limit=0"), 5.0)] {
+        let mut opts = cli.server.clone();
+        opts.server_args.extend(flags.map(String::from));
+        let what = format!(
+            "mass reconnect: 10,000 clients, at most 100 logging in at a time, {}",
+            flags.map_or("default flags".into(), |f| format!(
+                "{f} (every join to everyone)"
+            ))
+        );
+        let goal = format!("all in, every join notice read <= {limit_s} s");
+        let under = match server_for(&opts, load.clients) {
+            Ok(u) => u,
+            Err(e) => {
+                rows.push(Row {
+                    what,
+                    goal,
+                    got: format!("not run: {e}"),
+                    met: false,
+                });
+                continue;
+            }
+        };
+        let c = scenario::connect(&under.target(), &load, 0.5, 0).map_err(|e| e.to_string())?;
+        drop(under);
+        println!("{}", c.text());
+        json.push(c.json());
+        let l = &c.login;
+        rows.push(Row {
+            what,
+            goal,
+            got: format!(
+                "all in after {:.2} s, {} join notices read after {:.2} s (joins announced to everyone: {}); server CPU {:.2} s{}",
+                l.all_in_s,
+                thousands(l.joins as f64),
+                l.all_notices_s,
+                thousands(l.announced as f64),
+                l.server_cpu,
+                if l.ok() { "" } else { "; LOGIN FAILED" }
+            ),
+            met: l.ok() && l.all_notices_s <= limit_s,
+        });
+    }
+    Ok(rows)
+}
+
+/// Issue 8's burst: 1,000 readers while 3 senders paste 40 lines of
+/// 4,000 B at once, 5 times.
+fn burst_target(cli: &Cli, json: &mut Vec<String>) -> Result<Row, String> {
+    let load = Load {
+        clients: 1003,
+        senders: 3,
+        size: 4000,
+        ..Load::default()
+    };
+    let plan = BurstPlan {
+        lines: 40,
+        bursts: 5,
+        pause: 2.5,
+    };
+    let under = server_for(&cli.server, load.clients)?;
+    let b = burst::burst(&under.target(), &load, &plan).map_err(|e| e.to_string())?;
+    drop(under);
+    println!("{}", b.text());
+    json.push(b.json());
+    let reasons: Vec<String> = b
+        .drops
+        .reasons
+        .iter()
+        .map(|(why, n)| format!("{} {why}", thousands(*n as f64)))
+        .collect();
+    Ok(Row {
+        what: "burst: 1,000 readers; 3 senders each paste 40 lines of 4,000 B at once, 5 times"
+            .into(),
+        goal: "nobody dropped, nothing lost, one order; deliveries/s and p99".into(),
+        got: format!(
+            "{} deliveries/s, p99 {}; dropped {}{}; lost {}; {}",
+            thousands(b.rate()),
+            dur(b.p99),
+            thousands(b.dropped as f64),
+            if reasons.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", reasons.join(", "))
+            },
+            thousands(b.lost() as f64),
+            if b.same_order() {
+                "one order"
+            } else {
+                "NOT everyone got every line in one order"
+            }
+        ),
+        met: b.ok(),
+    })
 }
 
 /// Runs the scenario `cli` names; the exit status says whether it passed.
