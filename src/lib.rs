@@ -1,8 +1,9 @@
 //! chatroom: one chat room, served by one thread on one `mio` event loop.
 //!
 //! Any line-based TCP tool (`nc`, `telnet`, `socat`) is a client; so is the
-//! small `chat-client` in this crate. The wire protocol is in `PROTOCOL.md`
-//! (shared with the people we build for); this crate implements it.
+//! small `chat-client` in this crate. The wire protocol is
+//! `docs/PROTOCOL.md` in the repository (version 2); this crate implements
+//! it, and every rule there has a test in `tests/` through a real socket.
 //!
 //! # Layout
 //!
@@ -16,10 +17,13 @@
 //! - [`server`]: the event loop. Accepts, reads until `WouldBlock`, feeds
 //!   lines to the room, appends its output to per-connection buffers, flushes
 //!   each connection once per iteration, sweeps idle connections, and shuts
-//!   down on SIGINT/SIGTERM.
+//!   down on SIGINT/SIGTERM. It owns the budgets: what one turn reads, when
+//!   reading slows down for a reader that is behind, who is too slow, and
+//!   the places under `--max-clients`/`--max-per-ip` (`server/places.rs`).
 //! - [`client`]: the `chat-client` library: two blocking threads (stdin
 //!   and socket), reconnects, keepalive and login as unit-tested policy code
-//!   ([`client::policy`], [`client::login`]).
+//!   ([`client::policy`], [`client::login`]), and on a terminal a line
+//!   editor that keeps the half-typed line intact ([`client::term`]).
 //! - [`logging`]: log set-up shared by the binaries (logs go to stderr).
 //! - `src/bin/`: thin `main`s that parse flags and call the library.
 //!

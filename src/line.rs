@@ -51,14 +51,18 @@ impl LineReader {
     }
 
     /// Feeds `data` in and calls `on` for every frame it completes, in order.
-    /// `on` returns `false` to stop early (the connection is closing); the
-    /// bytes after that point are dropped.
-    pub fn feed(&mut self, mut data: &[u8], mut on: impl FnMut(Frame<'_>) -> bool) {
-        while !data.is_empty() {
-            match data.iter().position(|&b| b == b'\n') {
+    /// `on` returns `false` to stop early (the connection is closing, or the
+    /// loop's budget for this turn is spent). Returns how many bytes of
+    /// `data` were taken: all of them, or those up to and including the LF
+    /// of the last line handed out before the stop; the caller keeps or
+    /// drops the rest.
+    pub fn feed(&mut self, data: &[u8], mut on: impl FnMut(Frame<'_>) -> bool) -> usize {
+        let mut rest = data;
+        while !rest.is_empty() {
+            match rest.iter().position(|&b| b == b'\n') {
                 Some(nl) => {
-                    let (head, rest) = (&data[..nl], &data[nl + 1..]);
-                    data = rest;
+                    let head = &rest[..nl];
+                    rest = &rest[nl + 1..];
                     let keep_going = if self.discarding {
                         self.discarding = false;
                         true
@@ -75,25 +79,28 @@ impl LineReader {
                         go
                     };
                     if !keep_going {
-                        return;
+                        return data.len() - rest.len();
                     }
                 }
                 None => {
                     if !self.discarding {
                         // A CR may still be dropped if an LF follows, so up to
                         // max_line + 1 bytes may wait for the next read.
-                        if self.partial.len() + data.len() > self.max_line + 1 {
+                        if self.partial.len() + rest.len() > self.max_line + 1 {
                             self.partial = Vec::new();
                             self.discarding = true;
-                            on(Frame::TooLong);
+                            if !on(Frame::TooLong) {
+                                return data.len();
+                            }
                         } else {
-                            self.partial.extend_from_slice(data);
+                            self.partial.extend_from_slice(rest);
                         }
                     }
-                    return;
+                    return data.len();
                 }
             }
         }
+        data.len()
     }
 
     /// Hands out one finished line (CR stripped) or reports it as too long.
@@ -168,13 +175,16 @@ mod tests {
     }
 
     #[test]
-    fn stop_early_drops_rest() {
+    fn stop_early_says_how_much_was_taken() {
         let mut r = LineReader::new(10);
         let mut n = 0;
-        r.feed(b"a\nb\nc", |_| {
+        let used = r.feed(b"a\nb\nc", |_| {
             n += 1;
             false
         });
-        assert_eq!(n, 1);
+        assert_eq!((n, used), (1, 2));
+        // The caller feeds the rest later: nothing is lost or repeated.
+        let got = frames(&mut r, &[&b"a\nb\nc"[used..], b"\n"]);
+        assert_eq!(got, vec![Ok(b"b".to_vec()), Ok(b"c".to_vec())]);
     }
 }

@@ -49,6 +49,21 @@ pub fn level(
     ORDER[i]
 }
 
+/// Ends a binary whose command line clap refused: `--help` and `--version`
+/// print as usual (exit 0); a bad flag prints one line,
+/// `NAME: error: ...`, and exits 1.
+pub fn flag_error(name: &str, e: clap::Error) -> std::process::ExitCode {
+    if !e.use_stderr() {
+        let _ = e.print();
+        return std::process::ExitCode::SUCCESS;
+    }
+    let text = e.render().to_string();
+    let first = text.lines().next().unwrap_or("bad command line");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    eprintln!("{name}: {first} (see {name} --help)");
+    std::process::ExitCode::FAILURE
+}
+
 /// Installs the logger at `level`. Safe to call once per process.
 pub fn init(level: LevelFilter) {
     let _ = simple_logger::SimpleLogger::new()

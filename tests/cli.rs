@@ -13,6 +13,25 @@ fn chat_server(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// The help of one flag: its line and the lines of its description (clap
+/// puts descriptions on lines of their own when they are long).
+fn flag_help(help: &str, flag: &str) -> String {
+    let lines: Vec<&str> = help.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with('-') && l.contains(flag))
+        .unwrap_or_else(|| panic!("{flag} missing from --help:\n{help}"));
+    let mut text = lines[at].to_owned();
+    for l in &lines[at + 1..] {
+        if l.trim_start().starts_with('-') || l.trim().is_empty() {
+            break;
+        }
+        text.push(' ');
+        text.push_str(l.trim());
+    }
+    text
+}
+
 /// `chat-server --help` lists every flag with its default.
 #[test]
 fn help_lists_every_flag_with_its_default() {
@@ -27,15 +46,15 @@ fn help_lists_every_flag_with_its_default() {
         ("--max-clients", Some("10000")),
         ("--max-pending", Some("262144")),
         ("--rate", Some("20")),
+        ("--max-per-ip", Some("20")),
+        ("--per-ip-exempt", Some("127.0.0.0/8,::1")),
+        ("--announce-limit", Some("1000")),
         ("--verbose", None),
         ("--quiet", None),
         ("--log-level", None),
         ("--version", None),
     ] {
-        let line = out
-            .lines()
-            .find(|l| l.contains(flag))
-            .unwrap_or_else(|| panic!("{flag} missing from --help:\n{out}"));
+        let line = flag_help(&out, flag);
         if let Some(d) = default {
             assert!(
                 line.contains(&format!("[default: {d}]")),
@@ -54,7 +73,7 @@ fn version_prints_the_version() {
     assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out:?}");
 }
 
-/// Bad flag values are refused with an error and a non-zero status, before
+/// Bad flag values are refused with one line on stderr and status 1, before
 /// anything is bound.
 #[test]
 fn bad_flag_values_are_refused() {
@@ -65,9 +84,16 @@ fn bad_flag_values_are_refused() {
         &["--port", "70000"],
         &["--rate", "fast"],
         &["--no-such-flag"],
+        &["--per-ip-exempt", "10.0.0.0/33"],
+        &["--max-per-ip", "-1"],
     ] {
-        let (ok, _, err) = chat_server(args);
-        assert!(!ok, "{args:?} accepted");
-        assert!(!err.is_empty(), "{args:?}: no error message");
+        let out = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+            .args(args)
+            .output()
+            .expect("run chat-server");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err}");
+        assert!(err.starts_with("chat-server: "), "{args:?}: {err}");
     }
 }

@@ -168,14 +168,19 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(1500))]
 
     #[test]
-    fn any_input_keeps_the_rules(ops in prop::collection::vec(op(), 1..80), rate in prop::sample::select(&[0.0, 1.0, 20.0][..])) {
-        let mut room = Room::new(RoomConfig { rate, ..RoomConfig::default() });
+    fn any_input_keeps_the_rules(
+        ops in prop::collection::vec(op(), 1..80),
+        rate in prop::sample::select(&[0.0, 1.0, 20.0][..]),
+        announce_limit in prop::sample::select(&[0usize, 2, 1000][..]),
+    ) {
+        let mut room = Room::new(RoomConfig { rate, announce_limit, ..RoomConfig::default() });
         let mut out = Recorder::default();
         let mut now = Instant::now();
         let mut conns = [Conn::Free; CONNS];
         let mut shut_down = false;
         for op in ops {
-            match op {
+            let before = room.member_count();
+            match op.clone() {
                 Op::Connect(i) if conns[i] == Conn::Free && !shut_down => {
                     room.connect(i, &mut out);
                     conns[i] = Conn::Open;
@@ -194,6 +199,18 @@ proptest! {
                     shut_down = true;
                 }
                 _ => {}
+            }
+            // Section 7: above the limit, a join reaches only the newcomer
+            // and a leave reaches nobody.
+            let quiet = announce_limit != 0 && room.member_count().max(before) > announce_limit;
+            if quiet {
+                let joins = out.lines.iter().filter(|(_, l)| l.ends_with(" joined the chat!")).count();
+                prop_assert!(joins <= 1, "a join told to {} users above the limit", joins);
+                let leaves = out.lines.iter().filter(|(_, l)| {
+                    l.starts_with("[SERVER]: ")
+                        && (l.contains(" left the chat.") || l.contains(" has disconnected"))
+                }).count();
+                prop_assert!(leaves == 0 || matches!(op, Op::Shutdown), "a leave told above the limit");
             }
             for (to, l) in out.lines.drain(..) {
                 prop_assert!(conns[to] != Conn::Free, "line to a closed connection: {l:?}");

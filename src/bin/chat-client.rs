@@ -10,7 +10,9 @@ use log::LevelFilter;
 /// A terminal client for the chatroom server. Lines you type are sent; the
 /// room's lines are printed. It keeps its connection: after a loss it says
 /// so (on stderr), reconnects and logs in again under the same name.
-/// Leave with /quit, !quit, {exit} or Ctrl-D.
+/// On a terminal, lines that arrive while you type are printed above the
+/// line you are typing; up-arrow recalls earlier lines. Leave with /quit,
+/// !quit, {exit}, Ctrl-D (on an empty line) or, on a terminal, Ctrl-C.
 #[derive(Parser, Debug)]
 #[command(name = "chat-client", version, long_about = None)]
 struct Args {
@@ -40,7 +42,10 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => return chatroom::logging::flag_error("chat-client", e),
+    };
     args.log.init(LevelFilter::Warn);
     chatroom::client::run(Config {
         host: args.host,

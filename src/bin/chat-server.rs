@@ -36,8 +36,28 @@ struct Args {
     /// Lines per second a user may sustain (burst twice that); 0 turns it off.
     #[arg(long, default_value_t = 20.0)]
     rate: f64,
+    /// Open connections from one address beyond which new ones are refused
+    /// (TCP and web together); 0 turns the limit off.
+    #[arg(long, default_value_t = 20)]
+    max_per_ip: usize,
+    /// Addresses and CIDR prefixes not counted under --max-per-ip
+    /// (comma-separated; an empty value exempts none).
+    #[arg(long, default_value = "127.0.0.0/8,::1", value_parser = exempt)]
+    per_ip_exempt: Exempt,
+    /// Join and leave notices go to everyone only while the room holds at
+    /// most this many users; 0 means always.
+    #[arg(long, default_value_t = 1000)]
+    announce_limit: usize,
     #[command(flatten)]
     log: chatroom::logging::LogArgs,
+}
+
+/// The parsed `--per-ip-exempt` list (a newtype, so clap treats it as one value).
+#[derive(Debug, Clone)]
+struct Exempt(Vec<ipnet::IpNet>);
+
+fn exempt(s: &str) -> Result<Exempt, String> {
+    chatroom::server::parse_exempt(s).map(Exempt)
 }
 
 fn seconds(s: &str) -> Result<Duration, String> {
@@ -49,7 +69,10 @@ fn seconds(s: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => return chatroom::logging::flag_error("chat-server", e),
+    };
     args.log.init(LevelFilter::Info);
     let config = chatroom::server::Config {
         idle_timeout: args.idle_timeout,
@@ -58,6 +81,9 @@ fn main() -> ExitCode {
         max_clients: args.max_clients,
         max_pending: args.max_pending,
         rate: args.rate.max(0.0),
+        max_per_ip: args.max_per_ip,
+        per_ip_exempt: args.per_ip_exempt.0,
+        announce_limit: args.announce_limit,
         ..Default::default()
     };
     let result = TcpListener::bind((args.host.as_str(), args.port))

@@ -3,33 +3,46 @@
 //!
 //! - The **main thread** owns the connection: it connects (with the
 //!   [`policy::Retry`] delays), logs in ([`login::Login`]), prints every
-//!   server line to stdout except the answers to its own pings, and sends
-//!   keepalive pings ([`policy::Keepalive`]). Its socket reads carry a
-//!   timeout set to the next thing due (a ping, the silence limit, a retry
-//!   of a held name), so one blocking thread needs no poller.
-//! - The **stdin thread** reads typed lines and writes them to the socket
-//!   through [`Shared`], the one lock both threads use: the current writer,
-//!   whether lines may go out now, the lines waiting until they may, and
-//!   whether the user has quit.
+//!   server line except the answers to its own pings, and sends keepalive
+//!   pings ([`policy::Keepalive`]). Its socket reads carry a timeout set to
+//!   the next thing due (a ping, the silence limit, a retry of a held name),
+//!   so one blocking thread needs no poller.
+//! - The **stdin thread** reads typed lines ([`term::Keyboard`]) and writes
+//!   them to the socket through [`Shared`], the one lock both threads use:
+//!   the current writer, whether lines may go out now, the lines waiting
+//!   until they may, and whether the user has quit.
+//!
+//! Each thread prints through a [`term::Screen`] of its own. When stdin and
+//! stdout are a terminal, the stdin thread reads through a line editor
+//! (prompt, history) and both screens print through the editor, above the
+//! line being typed, which stays intact; Ctrl-D on an empty line or Ctrl-C
+//! leaves. Otherwise lines in and out are plain. [`term`] has the details.
 //!
 //! Typed lines that cannot go out yet (connecting, logging in, reconnecting)
 //! wait in a queue of up to [`QUEUE_MAX`] lines and are sent, in order, once
 //! the client is in the chat; so `printf 'hi\n/quit\n' | chat-client --name a`
-//! works. After a lost connection each waiting line is announced on stderr.
+//! works. After a lost connection each waiting line is announced as a status.
 //! A quit while disconnected exits at once (dropping waiting lines, with a
 //! note), except before the first login, where the waiting lines go first.
 //!
-//! Status messages (lost, retrying, back, the name in use, errors) go to
-//! stderr, one line each, prefixed `chat-client: `; stdout carries only what
-//! the server sent.
+//! Status messages (lost, retrying, back, the name in use, errors) are one
+//! line each, prefixed `chat-client: `, on stderr; stdout carries only what
+//! the server sent. With the editor, and stderr on a terminal too, status
+//! lines are printed above the prompt like server lines, so they do not tear
+//! the line being typed either. Log lines (`-v`) still go straight to
+//! stderr: redirect it (`2>client.log`) to read them while typing.
+//!
+//! Adding a kind of line the client prints (say, a resume notice) means one
+//! more `Screen::line` or `Screen::status` call on the thread that has it;
+//! nothing else here needs to know whether an editor is in use.
 
 pub mod input;
 pub mod login;
 pub mod policy;
+pub mod term;
 
 use std::collections::VecDeque;
-use std::fmt::Display;
-use std::io::{self, BufRead, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -40,6 +53,7 @@ use crate::line::{Frame, LineReader};
 use input::{classify, Input};
 use login::{parse_nick, Login, Step};
 use policy::{token_prefix, Keepalive, Retry};
+use term::{Keyboard, Screen};
 
 /// How long the client waits for the goodbye after sending `/quit`.
 pub const QUIT_WAIT: Duration = Duration::from_secs(2);
@@ -123,12 +137,6 @@ pub fn parse_name(s: &str) -> Result<String, String> {
     crate::text::check_name(s)
         .map(|()| s.to_owned())
         .map_err(|e| e.explain().to_owned())
-}
-
-/// Prints one status line to stderr (write errors are ignored: there is
-/// nowhere left to report them).
-pub fn status(msg: impl Display) {
-    let _ = writeln!(io::stderr().lock(), "chat-client: {msg}");
 }
 
 /// Seconds as people read them: `1`, `0.9`, `2.5`.
@@ -247,35 +255,24 @@ impl Shared {
         self.lock().quitting
     }
 
-    /// The stdin thread: reads lines until a quit or EOF, then quits.
-    pub fn type_lines(&self, mut input: impl BufRead) {
+    /// The stdin thread: reads lines until a quit or the end of input, then
+    /// quits; its status lines go to `screen`.
+    pub fn type_lines(&self, mut keyboard: Keyboard, mut screen: Screen) {
         let mut buf = Vec::new();
         loop {
-            buf.clear();
-            match input.read_until(b'\n', &mut buf) {
-                Ok(0) => return self.quit(b"/quit"),
-                Ok(_) => {}
-                Err(e) => {
-                    log::debug!("stdin: {e}");
-                    return self.quit(b"/quit");
-                }
-            }
-            if buf.last() == Some(&b'\n') {
-                buf.pop();
-            }
-            if buf.last() == Some(&b'\r') {
-                buf.pop();
+            if !keyboard.read(&mut buf) {
+                return self.quit(b"/quit", &mut screen);
             }
             match classify(&String::from_utf8_lossy(&buf)) {
                 Input::Blank => {}
-                Input::Line => self.typed(&buf),
-                Input::Quit => return self.quit(&buf),
+                Input::Line => self.typed(&buf, &mut screen),
+                Input::Quit => return self.quit(&buf, &mut screen),
             }
         }
     }
 
     /// Sends a typed line now, or queues it.
-    fn typed(&self, line: &[u8]) {
+    fn typed(&self, line: &[u8], screen: &mut Screen) {
         let mut link = self.lock();
         if link.gate.open() {
             match link.write_line(line) {
@@ -287,20 +284,21 @@ impl Shared {
             }
         }
         if link.queue.len() >= QUEUE_MAX {
-            status(format_args!(
+            screen.status(format_args!(
                 "not connected; line dropped ({QUEUE_MAX} lines already wait to be sent)"
             ));
             return;
         }
         link.queue.push_back(line.to_vec());
         if link.joined_once {
-            status("not connected; the line will be sent once the client is back in the chat");
+            screen
+                .status("not connected; the line will be sent once the client is back in the chat");
         }
     }
 
     /// Sends the quit line (if connected) and makes sure the main thread
     /// ends within [`QUIT_WAIT`] even if the server never answers.
-    fn quit(&self, line: &[u8]) {
+    fn quit(&self, line: &[u8], screen: &mut Screen) {
         let mut link = self.lock();
         if !link.joined_once && !link.queue.is_empty() {
             // Lines given before the first login (a script's input) go first.
@@ -311,7 +309,7 @@ impl Shared {
         }
         if !link.queue.is_empty() {
             let n = link.queue.len();
-            status(format_args!(
+            screen.status(format_args!(
                 "{n} typed line{} not sent",
                 if n == 1 { " was" } else { "s were" }
             ));
@@ -365,6 +363,8 @@ struct Runner {
     prefix: String,
     /// `HOST:PORT` for messages.
     addr: String,
+    /// Where server lines and status lines go.
+    screen: Screen,
 }
 
 /// Runs the client on the process's stdin, stdout and stderr until the user
@@ -372,11 +372,16 @@ struct Runner {
 pub fn run(config: Config) -> Outcome {
     let shared = Arc::new(Shared::default());
     let typist = shared.clone();
+    let term::Terminal {
+        keyboard,
+        typist: typist_screen,
+        mut screen,
+    } = term::open();
     if let Err(e) = thread::Builder::new()
         .name("stdin".into())
-        .spawn(move || typist.type_lines(io::stdin().lock()))
+        .spawn(move || typist.type_lines(keyboard, typist_screen))
     {
-        status(format_args!("cannot start the input thread: {e}"));
+        screen.status(format_args!("cannot start the input thread: {e}"));
         return Outcome::GaveUp;
     }
     let addr = if config.host.contains(':') {
@@ -392,8 +397,11 @@ pub fn run(config: Config) -> Outcome {
         addr,
         config,
         shared,
+        screen,
     };
-    runner.run()
+    let outcome = runner.run();
+    runner.screen.leave();
+    outcome
 }
 
 impl Runner {
@@ -431,7 +439,7 @@ impl Runner {
             let max = self.retry.max();
             match self.retry.next_try() {
                 Some((n, delay)) => {
-                    status(format_args!(
+                    self.screen.status(format_args!(
                         "{what}; retrying in {} s (try {n} of {max})",
                         secs(delay)
                     ));
@@ -441,7 +449,11 @@ impl Runner {
                 }
                 None => {
                     let retries = if max == 1 { "retry" } else { "retries" };
-                    status(format_args!("{what}; giving up after {max} {retries}"));
+                    // The last line: printed plainly once the terminal is
+                    // given back, not left waiting for the editor's thread.
+                    self.screen.leave();
+                    self.screen
+                        .status(format_args!("{what}; giving up after {max} {retries}"));
                     return Outcome::GaveUp;
                 }
             }
@@ -549,7 +561,6 @@ impl Runner {
             connected: true,
             joined: login.done(),
         };
-        let stdout = io::stdout();
         loop {
             let now = Instant::now();
             if let Some(t) = self.shared.lock().last_tx {
@@ -595,7 +606,6 @@ impl Runner {
                 }
                 true
             });
-            let mut out = stdout.lock();
             for l in lines.drain(..) {
                 let text = String::from_utf8_lossy(&l);
                 if ka.hide(&text) {
@@ -603,12 +613,7 @@ impl Runner {
                 }
                 let was_done = login.done();
                 let step = login.line(&text, now);
-                if !step.hide
-                    && out
-                        .write_all(&l)
-                        .and_then(|()| out.write_all(b"\n"))
-                        .is_err()
-                {
+                if !step.hide && self.screen.line(&l).is_err() {
                     return End::StdoutClosed;
                 }
                 if was_done {
@@ -618,7 +623,7 @@ impl Runner {
                     return failed(why, login);
                 }
             }
-            if out.flush().is_err() {
+            if self.screen.flush().is_err() {
                 return End::StdoutClosed;
             }
         }
@@ -627,7 +632,7 @@ impl Runner {
     /// Acts on what the login asked for.
     fn apply(&mut self, step: Step) -> Result<(), String> {
         if let Some(note) = step.note {
-            status(note);
+            self.screen.status(note);
         }
         if let Some(data) = step.send {
             self.shared
@@ -640,9 +645,10 @@ impl Runner {
         }
         if let Some(name) = step.joined {
             if self.joined_once {
-                status(format_args!("back in the chat as {name}"));
+                self.screen
+                    .status(format_args!("back in the chat as {name}"));
             } else {
-                status(format_args!("in the chat as {name}"));
+                self.screen.status(format_args!("in the chat as {name}"));
             }
             self.name = Some(name);
             self.joined_once = true;
@@ -704,8 +710,9 @@ mod tests {
         use std::net::TcpListener;
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let shared = Shared::default();
-        shared.typed(b"one");
-        shared.typed(b"two");
+        let screen = &mut Screen::plain();
+        shared.typed(b"one", screen);
+        shared.typed(b"two", screen);
         assert_eq!(shared.lock().queue.len(), 2);
         let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (mut s, _) = l.accept().unwrap();
@@ -714,7 +721,7 @@ mod tests {
             link.writer = Some(c);
             link.open(Gate::Chat).unwrap();
         }
-        shared.typed(b"three");
+        shared.typed(b"three", screen);
         shared.lock().writer = None;
         let mut got = String::new();
         s.read_to_string(&mut got).unwrap();

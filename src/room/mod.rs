@@ -53,6 +53,10 @@ pub struct RoomConfig {
     pub login_timeout: Duration,
     /// `--rate`: lines per second a user may sustain; 0 turns the limit off.
     pub rate: f64,
+    /// `--announce-limit`: join and leave notices go to everyone only while
+    /// the room holds at most this many users (the subject included); 0
+    /// means always. Above it a mass reconnect would cost N x N lines.
+    pub announce_limit: usize,
 }
 
 impl Default for RoomConfig {
@@ -62,6 +66,7 @@ impl Default for RoomConfig {
             idle_timeout: Duration::from_secs(120),
             login_timeout: Duration::from_secs(30),
             rate: 20.0,
+            announce_limit: 1000,
         }
     }
 }
@@ -206,8 +211,13 @@ impl Room {
                         "Nothing received for {secs} s; closing the connection (timed out)."
                     ),
                 );
+                let before = self.members.len();
                 if let Some(name) = self.remove(id) {
-                    self.notice_all(out, format_args!("{name} has disconnected (timed out)."));
+                    self.notice_leave(
+                        before,
+                        out,
+                        format_args!("{name} has disconnected (timed out)."),
+                    );
                 }
                 out.hang_up(id);
             }
@@ -218,10 +228,14 @@ impl Room {
     /// `id`'s connection is gone (or being dropped): forget it and tell the
     /// others if it was in the room. Returns the name it had.
     pub fn disconnect(&mut self, id: ConnId, why: Gone, out: &mut impl Outbox) -> Option<String> {
+        let before = self.members.len();
         let name = self.remove(id)?;
         match why {
-            Gone::Disconnected => self.notice_all(out, format_args!("{name} has disconnected.")),
-            Gone::TooSlow => self.notice_all(
+            Gone::Disconnected => {
+                self.notice_leave(before, out, format_args!("{name} has disconnected."))
+            }
+            Gone::TooSlow => self.notice_leave(
+                before,
                 out,
                 format_args!("{name} has disconnected (too slow to read)."),
             ),
@@ -243,12 +257,6 @@ impl Room {
                 out.hang_up(id);
             }
         }
-    }
-
-    /// The notice a connection beyond `--max-clients` gets before it is
-    /// closed (it never gets a session).
-    pub fn full_notice() -> &'static [u8] {
-        b"[SERVER]: The server is full; please try again later.\n"
     }
 
     fn login_line(&mut self, id: ConnId, line: &str, now: Instant, out: &mut impl Outbox) {
@@ -296,14 +304,39 @@ impl Room {
             refilled: now,
         }));
         log::info!("conn {id} logged in as {name}");
+        let n = self.members.len();
+        let s = if n == 1 { "" } else { "s" };
         self.notice_to(
             id,
             out,
             format_args!(
-                "Welcome to the chat, {name}! Type /help for the commands, /quit to leave."
+                "Welcome to the chat, {name}! {n} user{s} online. Type /help for the commands, /quit to leave."
             ),
         );
-        self.notice_all(out, format_args!("{name} joined the chat!"));
+        if self.announces(n) {
+            self.notice_all(out, format_args!("{name} joined the chat!"));
+        } else {
+            self.notice_to(id, out, format_args!("{name} joined the chat!"));
+        }
+    }
+
+    /// Whether a join or leave is told to everyone in a room of `n` users
+    /// (counting the one who joins or leaves): section 7.
+    fn announces(&self, n: usize) -> bool {
+        self.config.announce_limit == 0 || n <= self.config.announce_limit
+    }
+
+    /// Tells the others that a user left, if the room is small enough
+    /// (`before`: users in the room with the leaver).
+    fn notice_leave(
+        &mut self,
+        before: usize,
+        out: &mut impl Outbox,
+        args: std::fmt::Arguments<'_>,
+    ) {
+        if self.announces(before) {
+            self.notice_all(out, args);
+        }
     }
 
     /// Checks `name` against the name rules and the names in use; `mine` is
@@ -492,12 +525,17 @@ impl Room {
         let name = self.member_name(id);
         self.notice_to(id, out, format_args!("Goodbye, {name}!"));
         out.hang_up(id);
+        let before = self.members.len();
         self.remove(id);
         log::info!("conn {id} ({name}) quit");
         if reason.is_empty() {
-            self.notice_all(out, format_args!("{name} left the chat."));
+            self.notice_leave(before, out, format_args!("{name} left the chat."));
         } else {
-            self.notice_all(out, format_args!("{name} left the chat. ({reason})"));
+            self.notice_leave(
+                before,
+                out,
+                format_args!("{name} left the chat. ({reason})"),
+            );
         }
     }
 
@@ -783,6 +821,31 @@ mod tests {
         t.now += Duration::from_secs(1);
         t.say(0, "later");
         assert_eq!(t.take(1), vec!["al: later"]);
+    }
+
+    #[test]
+    fn announce_limit_quiets_joins_and_leaves_above_it() {
+        let mut t = T::with(RoomConfig {
+            announce_limit: 2,
+            ..RoomConfig::default()
+        });
+        t.join(0, "al");
+        t.join(1, "bo");
+        t.room.connect(2, &mut t.out);
+        t.take(2);
+        t.say(2, "cy");
+        let cy = t.take(2);
+        assert!(cy[0].contains("3 users online"), "{cy:?}");
+        assert_eq!(cy[1], "[SERVER]: cy joined the chat!");
+        assert!(
+            t.out.lines.is_empty(),
+            "join told to others: {:?}",
+            t.out.lines
+        );
+        t.room.disconnect(2, Gone::Disconnected, &mut t.out);
+        assert!(t.out.lines.is_empty());
+        t.say(1, "/quit");
+        assert_eq!(t.take(0), vec!["[SERVER]: bo left the chat."]);
     }
 
     #[test]

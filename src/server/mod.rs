@@ -12,7 +12,19 @@
 //! interest is registered only while a connection has output the kernel did
 //! not take. A periodic sweep closes silent connections and gives back
 //! buffers that bursts left large.
+//!
+//! **Budgets, not drops.** Memory is bounded by what the loop *reads* per
+//! turn: readable connections wait in a fair queue, each turn reads at most
+//! [`PER_CONN_READS`] chunks from each and stops feeding lines once the
+//! turn's output reaches its budget (the rest of a chunk waits in the
+//! connection for the next turn). A connection is judged too slow only
+//! after a flush, for output the kernel refused beyond `--max-pending`; a
+//! reader that falls behind by half of that slows reading down for everyone
+//! (short pauses, smaller turns) so it can catch up, while a reader that
+//! stalls keeps falling behind and is dropped. So a burst from many senders
+//! is read over several turns, and a reader who keeps up is never dropped.
 
+use std::collections::VecDeque;
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
@@ -23,6 +35,10 @@ use slab::Slab;
 
 use crate::line::{Frame, LineReader};
 use crate::room::{ConnId, Gone, Outbox, Room, RoomConfig};
+
+mod places;
+pub use places::{parse_exempt, Refused};
+use places::{Place, Places};
 
 /// Everything the server can be told on its command line.
 #[derive(Debug, Clone)]
@@ -39,6 +55,13 @@ pub struct Config {
     pub max_pending: usize,
     /// Lines per second a user may sustain (burst twice that); 0 is no limit.
     pub rate: f64,
+    /// Open connections from one address beyond which new ones are refused;
+    /// 0 is no limit.
+    pub max_per_ip: usize,
+    /// Addresses and prefixes not counted under `max_per_ip`.
+    pub per_ip_exempt: Vec<ipnet::IpNet>,
+    /// Join and leave notices go to everyone only up to this many users.
+    pub announce_limit: usize,
     /// Stop on SIGINT and SIGTERM (off when the server runs inside a test).
     pub handle_signals: bool,
     /// How long pending output may drain after a hang-up or at shutdown.
@@ -54,6 +77,9 @@ impl Default for Config {
             max_clients: 10_000,
             max_pending: 256 * 1024,
             rate: 20.0,
+            max_per_ip: 20,
+            per_ip_exempt: parse_exempt("127.0.0.0/8,::1").expect("valid default"),
+            announce_limit: 1000,
             handle_signals: true,
             drain_timeout: Duration::from_secs(2),
         }
@@ -66,9 +92,17 @@ const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
 
 /// Bytes read per `read` call into the loop's one scratch buffer.
-const READ_CHUNK: usize = 64 * 1024;
-/// Reads per connection per iteration before others get their turn.
-const READS_PER_TURN: usize = 16;
+const READ_CHUNK: usize = 16 * 1024;
+/// Reads per connection per turn before the others get theirs.
+pub const PER_CONN_READS: usize = 4;
+/// Bounds of one turn's output budget (bytes the room may queue per turn,
+/// a broadcast counted once); within them it is a quarter of
+/// `--max-pending`, so one turn can never push a reader past the limit.
+const TURN_BUDGET_MIN: usize = 4 * 1024;
+const TURN_BUDGET_MAX: usize = 64 * 1024;
+/// While a reader is behind, reading pauses this long between turns, and a
+/// turn's budget is a quarter of the usual one.
+const BEHIND_PAUSE: Duration = Duration::from_millis(5);
 /// How long accepting pauses after an error such as EMFILE.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// A write buffer with more capacity than this is given back when empty.
@@ -86,6 +120,16 @@ struct Connection {
     peer: SocketAddr,
     /// Reassembles lines from what is read.
     reader: LineReader,
+    /// Bytes read but not fed to the room yet because the turn's budget ran
+    /// out mid-chunk; fed first on its next turn (at most one chunk).
+    unread: Vec<u8>,
+    /// Its place under `--max-clients`/`--max-per-ip`; given back as soon as
+    /// it leaves the room, before its last bytes drain.
+    place: Option<Place>,
+    /// Waiting in the loop's queue of connections with input to read.
+    queued: bool,
+    /// In the loop's list of readers that are behind (see `Server::behind`).
+    behind: bool,
     /// Output not yet taken by the kernel starts at `out[written]`.
     out: Vec<u8>,
     /// How much of `out` has been written; advanced, never shifted per write.
@@ -139,26 +183,19 @@ fn mark_dirty(c: &mut Connection, id: usize, dirty: &mut Vec<usize>) {
     }
 }
 
-/// Whether `c` (key `id`) takes `len` more bytes of output. A connection
-/// being dropped or already shut takes none; one whose unwritten output
-/// would pass `--max-pending` is doomed instead.
+/// Whether `c` takes more output: a connection being dropped or already
+/// shut takes none. Nothing is judged here: a receiver is judged too slow
+/// only after a flush, by what the kernel refused.
 #[inline]
-fn takes(
-    c: &mut Connection,
-    id: usize,
-    len: usize,
-    max_pending: usize,
-    doomed: &mut Vec<(usize, Gone)>,
-) -> bool {
-    if c.doomed || c.shut {
-        return false;
+fn takes(c: &Connection) -> bool {
+    !c.doomed && !c.shut
+}
+
+/// Gives back `c`'s place, if it still holds one (it is leaving).
+fn leave(c: &mut Connection, places: &mut Places) {
+    if let Some(p) = c.place.take() {
+        places.give_back(p);
     }
-    if c.pending() + len > max_pending {
-        c.doomed = true;
-        doomed.push((id, Gone::TooSlow));
-        return false;
-    }
-    true
 }
 
 /// The loop's [`Outbox`]: queues the room's lines for their receivers.
@@ -169,10 +206,10 @@ struct Wire<'a> {
     log: &'a mut Vec<u8>,
     /// Connections with output to flush this iteration.
     dirty: &'a mut Vec<usize>,
-    /// Connections to drop this iteration, with the reason.
-    doomed: &'a mut Vec<(usize, Gone)>,
-    /// `--max-pending`.
-    max_pending: usize,
+    /// Places under the limits: a hung-up connection gives its back.
+    places: &'a mut Places,
+    /// Bytes queued this turn (a broadcast counted once), against the budget.
+    produced: &'a mut usize,
     /// When hung-up connections must be gone.
     close_by: Instant,
 }
@@ -180,10 +217,11 @@ struct Wire<'a> {
 impl Outbox for Wire<'_> {
     #[inline]
     fn send(&mut self, to: ConnId, line: &[u8]) {
+        *self.produced += line.len();
         let Some(c) = self.conns.get_mut(to) else {
             return;
         };
-        if !takes(c, to, line.len(), self.max_pending, self.doomed) {
+        if !takes(c) {
             return;
         }
         c.take_log(self.log);
@@ -195,6 +233,7 @@ impl Outbox for Wire<'_> {
     /// the log grows over it (if the range ends where the line starts, as it
     /// does when every broadcast reaches everyone) or starts anew at it.
     fn broadcast(&mut self, to: &[ConnId], line: &[u8]) {
+        *self.produced += line.len();
         let start = self.log.len();
         self.log.extend_from_slice(line);
         let end = self.log.len();
@@ -202,7 +241,7 @@ impl Outbox for Wire<'_> {
             let Some(c) = self.conns.get_mut(id) else {
                 continue;
             };
-            if !takes(c, id, line.len(), self.max_pending, self.doomed) {
+            if !takes(c) {
                 continue;
             }
             if c.log_to != start {
@@ -220,6 +259,7 @@ impl Outbox for Wire<'_> {
     fn hang_up(&mut self, id: ConnId) {
         if let Some(c) = self.conns.get_mut(id) {
             c.closing.get_or_insert(self.close_by);
+            leave(c, self.places);
             mark_dirty(c, id, self.dirty);
         }
     }
@@ -239,6 +279,8 @@ pub struct Server {
     conns: Slab<Connection>,
     /// The room's rules and sessions.
     room: Room,
+    /// Places under `--max-clients` and `--max-per-ip`.
+    places: Places,
     /// The one read buffer, reused for every read.
     scratch: Vec<u8>,
     /// This iteration's broadcast lines, each stored once; emptied once
@@ -248,8 +290,19 @@ pub struct Server {
     dirty: Vec<usize>,
     /// Connections to drop this iteration.
     doomed: Vec<(usize, Gone)>,
-    /// Connections whose read was cut short for fairness; read again next turn.
-    read_again: Vec<usize>,
+    /// Connections with input not read yet, in the order they get their
+    /// turn: a connection cut short by its share or the turn's budget goes
+    /// to the back, so every sender gets its turn.
+    ready: VecDeque<usize>,
+    /// Bytes the room queued this turn (a broadcast counted once).
+    produced: usize,
+    /// The usual output budget of one turn (see [`TURN_BUDGET_MAX`]).
+    turn_budget: usize,
+    /// Readers whose unwritten output, after a flush, passed half of
+    /// `--max-pending`: while one of them is behind, reading slows down.
+    behind: Vec<usize>,
+    /// Reading paused at this instant because a reader was behind.
+    paused_at: Option<Instant>,
     /// Accepting is paused until then after an accept error.
     accept_paused: Option<Instant>,
     /// Accept errors since accepting last worked, for quiet logging.
@@ -264,14 +317,20 @@ pub struct Server {
     sweep_every: Duration,
     /// Keys found by a sweep (reused list).
     expired: Vec<(usize, bool)>,
-    /// Connections whose peer has sent EOF and that only finish writing:
-    /// they no longer take a place under `--max-clients`.
-    leaving: usize,
 }
 
 /// Runs a server on an already-bound listener until SIGINT/SIGTERM.
 pub fn run(listener: std::net::TcpListener, config: Config) -> io::Result<()> {
     Server::new(listener, config)?.run()
+}
+
+/// How a connection's turn at reading ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// Nothing more to read now (`WouldBlock`), or it is gone.
+    Done,
+    /// Its share or the turn's budget ran out: more waits.
+    More,
 }
 
 impl Server {
@@ -302,18 +361,29 @@ impl Server {
             idle_timeout: config.idle_timeout,
             login_timeout: config.login_timeout,
             rate: config.rate,
+            announce_limit: config.announce_limit,
         });
+        let places = Places::new(
+            config.max_clients,
+            config.max_per_ip,
+            config.per_ip_exempt.clone(),
+        );
         Ok(Server {
             poll,
             listener: Some(listener),
             addr,
             conns: Slab::with_capacity(1024),
             room,
+            places,
             scratch: vec![0; READ_CHUNK],
             log: Vec::with_capacity(LOG_KEEP),
             dirty: Vec::new(),
             doomed: Vec::new(),
-            read_again: Vec::new(),
+            ready: VecDeque::new(),
+            produced: 0,
+            turn_budget: (config.max_pending / 4).clamp(TURN_BUDGET_MIN, TURN_BUDGET_MAX),
+            behind: Vec::new(),
+            paused_at: None,
             accept_paused: None,
             accept_errors: 0,
             signals,
@@ -321,7 +391,6 @@ impl Server {
             next_sweep: Instant::now() + sweep_every,
             sweep_every,
             expired: Vec::new(),
-            leaving: 0,
             config,
         })
     }
@@ -357,7 +426,7 @@ impl Server {
                     Token(key) => {
                         // Errors and hang-ups show up as readable: the read says which.
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.read(key, now);
+                            self.want_read(key);
                         }
                         if event.is_writable() {
                             self.mark_dirty(key);
@@ -365,9 +434,7 @@ impl Server {
                     }
                 }
             }
-            for key in std::mem::take(&mut self.read_again) {
-                self.read(key, now);
-            }
+            self.read_turn(now);
             if accept_ready {
                 self.accept(now);
             }
@@ -396,10 +463,13 @@ impl Server {
     }
 
     fn poll_timeout(&self, now: Instant) -> Duration {
-        if !self.read_again.is_empty() {
-            return Duration::ZERO;
-        }
         let mut next = self.next_sweep;
+        if !self.ready.is_empty() {
+            match self.paused_at {
+                Some(t) => next = next.min(t + BEHIND_PAUSE),
+                None => return Duration::ZERO,
+            }
+        }
         if let Some(t) = self.accept_paused {
             next = next.min(t);
         }
@@ -416,8 +486,8 @@ impl Server {
                 conns: &mut self.conns,
                 log: &mut self.log,
                 dirty: &mut self.dirty,
-                doomed: &mut self.doomed,
-                max_pending: self.config.max_pending,
+                places: &mut self.places,
+                produced: &mut self.produced,
                 close_by: now + self.config.drain_timeout,
             },
         )
@@ -426,6 +496,73 @@ impl Server {
     fn mark_dirty(&mut self, key: usize) {
         if let Some(c) = self.conns.get_mut(key) {
             mark_dirty(c, key, &mut self.dirty);
+        }
+    }
+
+    /// Puts `key` in the queue of connections with input to read, once.
+    fn want_read(&mut self, key: usize) {
+        if let Some(c) = self.conns.get_mut(key) {
+            if !c.queued {
+                c.queued = true;
+                self.ready.push_back(key);
+            }
+        }
+    }
+
+    /// Half of `--max-pending`: a reader with more unwritten output than
+    /// this after a flush is behind.
+    fn behind_mark(&self) -> usize {
+        self.config.max_pending / 2
+    }
+
+    /// Whether a reader is still behind; forgets those that caught up, left
+    /// or are being dropped.
+    fn someone_behind(&mut self) -> bool {
+        let mark = self.behind_mark();
+        let conns = &mut self.conns;
+        self.behind.retain(|&key| match conns.get_mut(key) {
+            Some(c) if c.behind => {
+                c.behind = c.pending() > mark && c.closing.is_none() && !c.doomed;
+                c.behind
+            }
+            _ => false,
+        });
+        !self.behind.is_empty()
+    }
+
+    /// One turn of reading: each queued connection in order, until the
+    /// turn's output budget is spent. While a reader is behind, reading
+    /// pauses for [`BEHIND_PAUSE`] between turns of a quarter budget.
+    fn read_turn(&mut self, now: Instant) {
+        self.produced = 0;
+        let mut budget = self.turn_budget;
+        if self.someone_behind() {
+            match self.paused_at {
+                None => {
+                    self.paused_at = Some(now);
+                    return;
+                }
+                Some(t) if now < t + BEHIND_PAUSE => return,
+                Some(_) => self.paused_at = None,
+            }
+            budget /= 4;
+        } else {
+            self.paused_at = None;
+        }
+        for _ in 0..self.ready.len() {
+            if self.produced >= budget {
+                break;
+            }
+            let Some(key) = self.ready.pop_front() else {
+                break;
+            };
+            let Some(c) = self.conns.get_mut(key) else {
+                continue; // closed meanwhile; the key may be reused later
+            };
+            c.queued = false;
+            if self.read(key, now, budget) == Turn::More {
+                self.want_read(key);
+            }
         }
     }
 
@@ -479,15 +616,23 @@ impl Server {
     }
 
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
-        // Connections whose peer sent EOF only finish writing: they take
-        // no place (doomed ones were closed before accepting).
-        let open = self.conns.len() - self.leaving;
-        if open >= self.config.max_clients {
-            log::warn!("refused {peer}: server full ({open} connections)");
-            let _ = stream.write(Room::full_notice());
-            let _ = stream.shutdown(Shutdown::Write);
-            return;
-        }
+        let place = match self.places.take(peer.ip()) {
+            Ok(p) => p,
+            Err(why) => {
+                match why {
+                    Refused::Full => log::warn!(
+                        "refused {peer}: server full ({} connections)",
+                        self.places.held()
+                    ),
+                    Refused::PerIp => {
+                        log::warn!("refused {peer}: too many connections from its address")
+                    }
+                }
+                let _ = stream.write(why.notice());
+                let _ = stream.shutdown(Shutdown::Write);
+                return;
+            }
+        };
         if let Err(e) = stream.set_nodelay(true) {
             log::debug!("{peer}: set_nodelay: {e}");
         }
@@ -499,12 +644,17 @@ impl Server {
             .register(&mut stream, Token(key), Interest::READABLE)
         {
             log::warn!("{peer}: register: {e}");
+            self.places.give_back(place);
             return;
         }
         entry.insert(Connection {
             stream,
             peer,
             reader: LineReader::new(self.config.max_line),
+            unread: Vec::new(),
+            place: Some(place),
+            queued: false,
+            behind: false,
             out: Vec::new(),
             written: 0,
             log_from: 0,
@@ -523,26 +673,44 @@ impl Server {
         room.connect(key, &mut wire);
     }
 
-    /// Reads `key` until `WouldBlock` (or its turn is over), feeding lines in.
-    fn read(&mut self, key: usize, now: Instant) {
-        for _ in 0..READS_PER_TURN {
+    /// Reads `key` until `WouldBlock`, its share of the turn, or the turn's
+    /// `budget`, feeding complete lines to the room.
+    fn read(&mut self, key: usize, now: Instant, budget: usize) -> Turn {
+        // Bytes left over from the last turn go first.
+        if let Some(c) = self.conns.get_mut(key) {
+            if !c.unread.is_empty() {
+                let mut unread = std::mem::take(&mut c.unread);
+                let used = self.feed(key, &unread, now, budget);
+                unread.drain(..used);
+                if let Some(c) = self.conns.get_mut(key) {
+                    if !unread.is_empty() && self.room.has_session(key) {
+                        c.unread = unread;
+                        return Turn::More;
+                    }
+                }
+            }
+        }
+        for _ in 0..PER_CONN_READS {
+            if self.produced >= budget {
+                return Turn::More;
+            }
             let Some(conn) = self.conns.get_mut(key) else {
-                return; // stale key, or closed earlier in this iteration
+                return Turn::Done; // closed earlier in this iteration
             };
             if conn.doomed {
-                return;
+                return Turn::Done;
             }
             match conn.stream.read(&mut self.scratch) {
                 Ok(0) if conn.closing.is_some() => {
                     self.doom(key, Gone::Disconnected, "closed by peer");
-                    return;
+                    return Turn::Done;
                 }
                 Ok(0) => {
-                    // EOF: the others are told now; what is pending for this
-                    // connection is still written (a half-closed peer, like
-                    // `nc` fed from a file, reads it), then it is closed.
+                    // EOF: the others are told now and its place is free;
+                    // what is pending for this connection is still written
+                    // (a half-closed peer, like `nc` fed from a file, reads
+                    // it), then it is closed.
                     conn.peer_eof = true;
-                    self.leaving += 1;
                     let peer = conn.peer;
                     let (room, mut wire) = self.wire(now);
                     match room.disconnect(key, Gone::Disconnected, &mut wire) {
@@ -550,53 +718,56 @@ impl Server {
                         None => log::info!("conn {key} from {peer}: disconnected"),
                     }
                     wire.hang_up(key);
-                    return;
+                    return Turn::Done;
                 }
                 Ok(n) => {
                     conn.last_seen = now;
                     if conn.closing.is_some() {
                         continue; // hung up: input is discarded until EOF
                     }
-                    let mut reader = std::mem::replace(&mut conn.reader, LineReader::new(0));
-                    let Server {
-                        room,
-                        conns,
-                        log,
-                        dirty,
-                        doomed,
-                        scratch,
-                        config,
-                        ..
-                    } = self;
-                    let mut wire = Wire {
-                        conns,
-                        log,
-                        dirty,
-                        doomed,
-                        max_pending: config.max_pending,
-                        close_by: now + config.drain_timeout,
-                    };
-                    reader.feed(&scratch[..n], |frame| {
-                        match frame {
-                            Frame::Line(line) => room.line(key, line, now, &mut wire),
-                            Frame::TooLong => room.line_too_long(key, &mut wire),
+                    let scratch = std::mem::take(&mut self.scratch);
+                    let used = self.feed(key, &scratch[..n], now, budget);
+                    if used < n && self.room.has_session(key) {
+                        // The budget ran out mid-chunk: keep the rest.
+                        if let Some(c) = self.conns.get_mut(key) {
+                            c.unread.extend_from_slice(&scratch[used..n]);
                         }
-                        room.has_session(key)
-                    });
-                    if let Some(conn) = self.conns.get_mut(key) {
-                        conn.reader = reader;
+                        self.scratch = scratch;
+                        return Turn::More;
                     }
+                    self.scratch = scratch;
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Turn::Done,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log::debug!("conn {key}: read: {e}");
                     self.doom(key, Gone::Disconnected, "read error");
-                    return;
+                    return Turn::Done;
                 }
             }
         }
-        self.read_again.push(key);
+        Turn::More
+    }
+
+    /// Feeds `data` read from `key` to its framer and the room, until the
+    /// session ends or the turn's `budget` is spent; returns the bytes taken.
+    fn feed(&mut self, key: usize, data: &[u8], now: Instant, budget: usize) -> usize {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return data.len();
+        };
+        let mut reader = std::mem::replace(&mut conn.reader, LineReader::new(0));
+        let (room, mut wire) = self.wire(now);
+        let used = reader.feed(data, |frame| {
+            match frame {
+                Frame::Line(line) => room.line(key, line, now, &mut wire),
+                Frame::TooLong => room.line_too_long(key, &mut wire),
+            }
+            room.has_session(key) && *wire.produced < budget
+        });
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.reader = reader;
+        }
+        used
     }
 
     fn doom(&mut self, key: usize, why: Gone, what: &str) {
@@ -652,6 +823,17 @@ impl Server {
         // What the kernel did not take moves into `out`: the log is emptied
         // at the end of the iteration.
         conn.take_log(&self.log);
+        // Judged here, after it was offered everything: what the kernel
+        // refused beyond --max-pending means this reader does not read.
+        let unwritten = conn.out.len() - conn.written;
+        if unwritten > self.config.max_pending {
+            self.doom(key, Gone::TooSlow, "output passed --max-pending");
+            return;
+        }
+        if unwritten > self.config.max_pending / 2 && !conn.behind && conn.closing.is_none() {
+            conn.behind = true;
+            self.behind.push(key);
+        }
         let want_writable = if conn.written == conn.out.len() {
             conn.out.clear();
             conn.written = 0;
@@ -739,9 +921,7 @@ impl Server {
             return;
         }
         let mut conn = self.conns.remove(key);
-        if conn.peer_eof {
-            self.leaving -= 1;
-        }
+        leave(&mut conn, &mut self.places);
         let _ = self.poll.registry().deregister(&mut conn.stream);
         // After the shutdown notice, nobody is told about the others leaving.
         let why = if self.shutdown_by.is_some() {
