@@ -11,10 +11,9 @@
 //!   then the server's RSS per idle connection, then the time for one line
 //!   to reach all N.
 //! - [`floor`]: `connect`'s single lines through a bare broadcaster.
-//! - [`burst`]: N readers in the room, S senders each paste L long lines in
-//!   one write, all at the same instant, R times: deliveries/s and latency
-//!   of the bursts, connections the server dropped and why, and whether
-//!   every user got every line in one and the same order.
+//!
+//! The `burst` scenario has its own module, [`crate::burst`]; it shares the
+//! login, drain and report helpers here.
 
 use std::fmt::Write as _;
 use std::io;
