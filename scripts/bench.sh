@@ -1,24 +1,31 @@
 #!/usr/bin/env bash
-# Runs every benchmark target of issue 5 (chat-bench targets) on this machine
-# and prints the method's facts and the results table that BENCHMARKS.md holds.
+# Runs every benchmark target (chat-bench targets: issues 5 and 8) on this
+# machine and prints the method's facts and the results table that
+# BENCHMARKS.md holds.
 #
-# usage: scripts/bench.sh [-d SECONDS]
+# usage: scripts/bench.sh [-d SECONDS] [-b REV]
 #   -d SECONDS   seconds measured per fan-out run (ramp steps take half); default 10
+#   -b REV       also measure the chat-server of git revision REV (e.g. main),
+#                first, in the same run, with the same bench: before and after
 #
 # Needs 2 CPUs for the intended set-up (server pinned to CPU 0 with taskset,
 # bench on CPU 1) and a descriptor limit of at least 20,100 (hard limit;
-# chat-bench raises its soft limit itself). Takes about 3 minutes.
+# chat-bench raises its soft limit itself). Takes about 4 minutes per server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dur=10
-while getopts "d:h" opt; do
+before=
+while getopts "d:b:h" opt; do
     case $opt in
         d) dur=$OPTARG ;;
-        *) sed -n '2,10p' "$0"; exit 2 ;;
+        b) before=$OPTARG ;;
+        *) sed -n '2,13p' "$0"; exit 2 ;;
     esac
 done
 
+# Both crates of the workspace (default-members): chat-bench starts the
+# chat-server that this puts next to it in target/release/.
 cargo build --release --bins --quiet
 
 echo "== machine"
@@ -30,5 +37,20 @@ echo "taskset: $(command -v taskset || echo 'not found: server and bench are not
 echo "loadavg: $(cut -d' ' -f1-3 /proc/loadavg) (before)"
 echo "git:     $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (modified)')"
 echo
+
+if [ -n "$before" ]; then
+    # REV's sources, unpacked (no worktree, no change to the repository),
+    # built into their own target directory.
+    rev=$(git rev-parse --short "$before^{commit}")
+    src=$(mktemp -d)
+    trap 'rm -rf "$src"' EXIT
+    git archive "$rev" | tar -x -C "$src"
+    cargo build --release --quiet --bin chat-server \
+        --manifest-path "$src/Cargo.toml" --target-dir target/before
+    echo "== before: chat-server of $before ($rev)"
+    target/release/chat-bench targets -d "$dur" --server target/before/release/chat-server
+    echo
+    echo "== after: chat-server of $(git rev-parse --short HEAD)"
+fi
 target/release/chat-bench targets -d "$dur"
 echo "loadavg: $(cut -d' ' -f1-3 /proc/loadavg) (after)"

@@ -27,17 +27,17 @@
 //! - [`store`]: the history on disk (`--history-db`): an SQLite file
 //!   opened (or refused) at start, one transaction of public lines per loop
 //!   turn, pruned to the kept lines, with a backlog when a write fails.
-//! - [`bench`]: the load generator behind `chat-bench`: many clients in
-//!   one thread over loopback, fan-out/ramp/connect scenarios, latency
-//!   histogram and `/proc` readings (see `BENCHMARKS.md`).
 //! - [`client`]: the `chat-client` library: two blocking threads (stdin
 //!   and socket), reconnects, keepalive and login as unit-tested policy code
 //!   ([`client::policy`], [`client::login`]), and on a terminal a line
 //!   editor that keeps the half-typed line intact ([`client::term`]).
 //! - [`logging`]: log set-up shared by the binaries (logs go to stderr).
 //! - `src/bin/`: thin `main`s that parse flags and call the library.
+//!
+//! The benchmark, `chat-bench`, is a separate crate of the workspace
+//! (`bench/`): it drives a real `chat-server` process over sockets and needs
+//! nothing from this library (see `BENCHMARKS.md`).
 
-pub mod bench;
 pub mod client;
 pub mod line;
 pub mod logging;

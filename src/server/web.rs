@@ -147,7 +147,7 @@ impl Server {
         }
         let peer = self.conns[key].peer;
         let (room, mut wire) = self.wire(now);
-        if !wire.conns[key].closing.is_some() {
+        if wire.conns[key].closing.is_none() {
             wire.raw(key, &frame);
         }
         // No second close frame from the hang-up.

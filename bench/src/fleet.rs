@@ -8,8 +8,12 @@
 //! `NAME: TEXT\n`, has exactly the configured size. Every client checks each
 //! sender's sequence (a gap is a lost line, a step back a reordering) and
 //! records latency = time of the read that returned the line minus its
-//! scheduled time, so a late send or a slow server cannot hide.
+//! scheduled time, so a late send or a slow server cannot hide. On request
+//! ([`Fleet::track_order`]) every client also keeps a fingerprint of the
+//! order in which it got the lines of all senders, so the run can check that
+//! all users saw one and the same order.
 
+use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -30,6 +34,11 @@ const SEQ_HEX: usize = 8;
 const TIME_HEX: usize = 16;
 /// The longest a single `poll` waits, so callers re-check their deadlines.
 const MAX_BLOCK: Duration = Duration::from_millis(50);
+/// A login is over once everyone is in and no join notice came for this
+/// long (in a large room the server may send only the newcomer its own).
+const JOINS_QUIET_NS: u64 = 1_000_000_000;
+/// What a dropped client's reason is when no notice about it reached us.
+pub const NO_NOTICE: &str = "no notice reached a client still in the room (the server's log says why: --server-arg=--log-level=info)";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -50,6 +59,39 @@ struct Client {
     partial: Vec<u8>,
     /// Bytes the kernel has not taken yet (usually empty).
     out: Vec<u8>,
+    /// Join notices it has read (its own included): the first to join reads
+    /// every join the server announces to everyone.
+    joins: u32,
+    /// Chat lines from our senders it has read, and a fingerprint of their
+    /// order (kept only when the fleet tracks order).
+    order: Order,
+    /// Inside a history block (`History (K lines):` .. `End of history.`):
+    /// replayed lines are counted apart, not as live lines.
+    replaying: bool,
+}
+
+/// The lines one client got, in order: equal fingerprints and counts mean
+/// the same lines in the same order.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Order {
+    /// Lines received.
+    pub lines: u64,
+    /// FNV-1a over each line's (sender, sequence number), in arrival order.
+    pub hash: u64,
+}
+
+impl Order {
+    const BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+
+    fn push(&mut self, sender: usize, seq: u32) {
+        if self.lines == 0 {
+            self.hash = Self::BASIS;
+        }
+        self.lines += 1;
+        let key = (sender as u64) << 32 | u64::from(seq);
+        self.hash = (self.hash ^ key).wrapping_mul(Self::PRIME);
+    }
 }
 
 /// What the fleet has seen so far.
@@ -87,6 +129,17 @@ pub struct Counters {
     pub first_error: Option<String>,
     /// Lines nobody expected (another user's chat, unknown notices).
     pub other: u64,
+    /// Lines replayed from the room's history (at login), over all clients.
+    pub replayed: u64,
+}
+
+/// Why the server dropped some of our clients, as far as we could see.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Drops {
+    /// `(reason, clients)`, most frequent first. The reason is the one the
+    /// departure notice gave (`too slow to read`, `timed out`,
+    /// `disconnected` when it gave none), or [`NO_NOTICE`].
+    pub reasons: Vec<(String, usize)>,
 }
 
 /// Many clients, one poll.
@@ -112,6 +165,12 @@ pub struct Fleet {
     /// No login: the greeting means connected, and senders write
     /// `NAME: TEXT` themselves (for the bare broadcaster of [`super::ideal`]).
     raw: bool,
+    /// Whether every client fingerprints the order of the lines it gets.
+    track_order: bool,
+    /// Our clients the server dropped after login, in the order seen.
+    dropped_ids: Vec<usize>,
+    /// Departure notices about users: name -> the reason given.
+    departed: HashMap<Vec<u8>, String>,
     scratch: Vec<u8>,
     line_buf: Vec<u8>,
     timer: TimerFd,
@@ -167,6 +226,9 @@ impl Fleet {
             pads,
             line_size,
             raw: false,
+            track_order: false,
+            dropped_ids: Vec::new(),
+            departed: HashMap::new(),
             scratch: vec![0; READ_BUF],
             line_buf: Vec::with_capacity(line_size.max(64)),
             timer,
@@ -184,13 +246,42 @@ impl Fleet {
         self
     }
 
-    /// Join notices a login of `n` clients brings: `N(N+1)/2`, none when raw.
-    pub fn joins_for(&self, n: usize) -> u64 {
+    /// Every client keeps a fingerprint of the order of its lines
+    /// (see [`Fleet::orders`]).
+    pub fn track_order(mut self) -> Self {
+        self.track_order = true;
+        self
+    }
+
+    /// Join notices a login of `n` clients into an empty room brings when
+    /// every join goes to everyone: `N(N+1)/2` (the k-th to join reads the
+    /// joins of users k..N); none when raw.
+    pub fn all_joins(&self, n: usize) -> u64 {
         if self.raw {
             0
         } else {
             (n as u64) * (n as u64 + 1) / 2
         }
+    }
+
+    /// Joins the server announced to everyone during the login: the most
+    /// join notices any client read (the first to join reads them all).
+    /// `n` when every join went to everyone; less when the server stops
+    /// announcing joins in a large room (`--announce-limit`).
+    pub fn announced(&self) -> usize {
+        self.clients
+            .iter()
+            .map(|c| c.joins as usize)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Join notices a login of `n` clients into an empty room brings if the
+    /// first `m` joins went to everyone and each later one only to the
+    /// newcomer: `m(m+1)/2 + (n - m)`; none when raw.
+    pub fn joins_for(&self, n: usize, m: usize) -> u64 {
+        let m = m.min(n);
+        self.all_joins(m) + if self.raw { 0 } else { (n - m) as u64 }
     }
 
     /// The smallest line size the sender names allow.
@@ -208,24 +299,35 @@ impl Fleet {
         self.clients.is_empty()
     }
 
+    /// Whether client `i` is in the room.
+    pub fn is_in(&self, i: usize) -> bool {
+        self.clients.get(i).is_some_and(|c| c.state == State::In)
+    }
+
     /// Clients in the room right now.
     pub fn live(&self) -> usize {
         self.clients.iter().filter(|c| c.state == State::In).count()
     }
 
     /// Opens clients until `n` exist (at most `max_inflight` logging in at a
-    /// time, 0 for no limit) and runs the loop until all are in and every join notice has
-    /// been read, or `limit` passes. The k-th user to join gets the join
-    /// notices of everyone from k on, so all is read when `N(N+1)/2`
-    /// notices have arrived (counting from an empty fleet).
+    /// time, 0 for no limit) and runs the loop until all are in and every
+    /// join notice has been read, or `limit` passes. The k-th user to join
+    /// gets the join notices of everyone from k on, so all is read when
+    /// `N(N+1)/2` notices have arrived (counting from an empty fleet); a
+    /// server that announces joins only in small rooms sends fewer, so the
+    /// login also ends when everyone is in and no join notice came for 1 s
+    /// (the caller checks the count against [`Fleet::announced`]).
     pub fn login(&mut self, n: usize, limit: Duration) -> bool {
         self.target = n;
         self.next_seq.resize(n * self.senders, 0);
-        let want_joins = self.joins_for(n);
+        let want_joins = self.all_joins(n);
         let deadline = now_ns() + limit.as_nanos() as u64;
         loop {
             self.open_more();
-            if self.c.logged_in == n && self.c.joins >= want_joins {
+            if self.c.logged_in == n
+                && (self.c.joins >= want_joins
+                    || now_ns().saturating_sub(self.c.last_join_ns) >= JOINS_QUIET_NS)
+            {
                 return true;
             }
             if self.c.login_errors > 0 && self.inflight == 0 && self.clients.len() == n {
@@ -261,6 +363,9 @@ impl Fleet {
                         state: State::Greeting,
                         partial: Vec::new(),
                         out: Vec::new(),
+                        joins: 0,
+                        order: Order::default(),
+                        replaying: false,
                     });
                     self.inflight += 1;
                 }
@@ -302,21 +407,34 @@ impl Fleet {
 
     /// Sends sender `s`'s line number `seq`, scheduled at `sched` (ns).
     pub fn send_line(&mut self, s: usize, seq: u32, sched: u64) {
+        self.send_lines(s, seq, 1, sched);
+    }
+
+    /// Sends sender `s`'s lines `seq..seq + count`, all scheduled at `sched`
+    /// (ns), in one write: a paste.
+    pub fn send_lines(&mut self, s: usize, seq: u32, count: u32, sched: u64) {
         let mut buf = std::mem::take(&mut self.line_buf);
         buf.clear();
+        for q in seq..seq + count {
+            self.push_line(&mut buf, s, q, sched);
+        }
+        let now = now_ns();
+        self.send_lag.record(now.saturating_sub(sched));
+        self.write_to(s, &buf);
+        self.line_buf = buf;
+    }
+
+    /// Appends sender `s`'s line `seq` (scheduled at `sched`), LF included.
+    fn push_line(&self, buf: &mut Vec<u8>, s: usize, seq: u32, sched: u64) {
         if self.raw {
             buf.extend_from_slice(self.prefix.as_bytes());
             buf.extend_from_slice(s.to_string().as_bytes());
             buf.extend_from_slice(b": ");
         }
-        push_hex(&mut buf, u64::from(seq), SEQ_HEX);
-        push_hex(&mut buf, sched, TIME_HEX);
+        push_hex(buf, u64::from(seq), SEQ_HEX);
+        push_hex(buf, sched, TIME_HEX);
         buf.resize(buf.len() + self.pads[s], b'.');
         buf.push(b'\n');
-        let now = now_ns();
-        self.send_lag.record(now.saturating_sub(sched));
-        self.write_to(s, &buf);
-        self.line_buf = buf;
     }
 
     /// Sends raw bytes from client `i`.
@@ -333,9 +451,9 @@ impl Fleet {
             c.out.extend_from_slice(bytes);
             return;
         }
-        let Ok(done) = write_some(&mut c.stream, bytes) else {
-            self.gone(i);
-            return;
+        let done = match write_some(&mut c.stream, bytes) {
+            Ok(done) => done,
+            Err(e) => return self.gone(i, &e.to_string()),
         };
         if done < bytes.len() {
             self.clients[i].out.extend_from_slice(&bytes[done..]);
@@ -344,9 +462,9 @@ impl Fleet {
 
     fn flush(&mut self, i: usize) {
         let c = &mut self.clients[i];
-        let Ok(done) = write_some(&mut c.stream, &c.out) else {
-            self.gone(i);
-            return;
+        let done = match write_some(&mut c.stream, &c.out) {
+            Ok(done) => done,
+            Err(e) => return self.gone(i, &e.to_string()),
         };
         c.out.drain(..done);
     }
@@ -418,7 +536,7 @@ impl Fleet {
             }
             match c.stream.read(&mut buf) {
                 Ok(0) => {
-                    self.gone(i);
+                    self.gone(i, "EOF");
                     break;
                 }
                 Ok(n) => {
@@ -427,8 +545,8 @@ impl Fleet {
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.gone(i);
+                Err(e) => {
+                    self.gone(i, &e.to_string());
                     break;
                 }
             }
@@ -466,6 +584,18 @@ impl Fleet {
     }
 
     fn on_line(&mut self, i: usize, line: &[u8], t: u64) {
+        if self.clients[i].replaying {
+            if line == b"[SERVER]: End of history." {
+                self.clients[i].replaying = false;
+            } else {
+                self.c.replayed += 1;
+            }
+            return;
+        }
+        if line.starts_with(b"[SERVER]: History (") {
+            self.clients[i].replaying = true;
+            return;
+        }
         if let Some(notice) = line.strip_prefix(b"[SERVER]: ") {
             return self.on_notice(i, notice, t);
         }
@@ -478,6 +608,7 @@ impl Fleet {
         if text.ends_with(b" joined the chat!") {
             self.c.joins += 1;
             self.c.last_join_ns = t;
+            self.clients[i].joins += 1;
             // Before login a client is not in the room, so the first join
             // notice it gets is its own.
             if self.clients[i].state == State::Naming {
@@ -511,11 +642,11 @@ impl Fleet {
                 }
             }
             State::In | State::Gone => {
-                if text.ends_with(b"has disconnected.")
-                    || text.contains_bytes(b" has disconnected (")
-                    || text.contains_bytes(b" left the chat.")
-                {
+                if let Some((name, reason)) = departure(text) {
                     self.c.departures += 1;
+                    if !self.departed.contains_key(name) {
+                        self.departed.insert(name.to_vec(), reason.to_owned());
+                    }
                 } else if text.starts_with(b"You are sending too fast") {
                     self.c.refused += 1;
                 } else {
@@ -557,6 +688,9 @@ impl Fleet {
         } else {
             self.c.reordered += 1;
         }
+        if self.track_order {
+            self.clients[i].order.push(s, seq);
+        }
         self.c.chat += 1;
         self.c.last_chat_ns = self.c.last_chat_ns.max(t);
         if t >= self.window.0 {
@@ -571,11 +705,15 @@ impl Fleet {
         Some(())
     }
 
-    fn gone(&mut self, i: usize) {
+    /// Client `i`'s connection ended (`how`: EOF or the error).
+    fn gone(&mut self, i: usize, how: &str) {
         let c = &mut self.clients[i];
         match c.state {
             State::Gone => return,
-            State::In => self.c.dropped += 1,
+            State::In => {
+                self.c.dropped += 1;
+                self.dropped_ids.push(i);
+            }
             State::Greeting | State::Naming => {
                 self.c.login_errors += 1;
                 self.inflight -= 1;
@@ -583,7 +721,44 @@ impl Fleet {
         }
         c.state = State::Gone;
         let _ = self.poll.registry().deregister(&mut c.stream);
-        self.note_error(format!("client {i}: connection closed by the server"));
+        self.note_error(format!(
+            "client {i}: connection closed by the server ({how})"
+        ));
+    }
+
+    /// Why our dropped clients were dropped: the reason in the departure
+    /// notice the others got about each, or [`NO_NOTICE`] (when everyone
+    /// was dropped at once nobody is left to be told).
+    pub fn drops(&self) -> Drops {
+        let mut count: HashMap<&str, usize> = HashMap::new();
+        for &i in &self.dropped_ids {
+            let name = format!("{}{i}", self.prefix);
+            let why = self
+                .departed
+                .get(name.as_bytes())
+                .map_or(NO_NOTICE, String::as_str);
+            *count.entry(why).or_default() += 1;
+        }
+        let mut reasons: Vec<(String, usize)> =
+            count.into_iter().map(|(r, n)| (r.to_owned(), n)).collect();
+        reasons.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Drops { reasons }
+    }
+
+    /// Over all clients: how many got `lines` lines, and how many distinct
+    /// orders those had (1: all saw one and the same order). Needs
+    /// [`Fleet::track_order`].
+    pub fn orders(&self, lines: u64) -> (usize, usize) {
+        let complete: Vec<Order> = self
+            .clients
+            .iter()
+            .map(|c| c.order)
+            .filter(|o| o.lines == lines)
+            .collect();
+        let mut distinct: Vec<u64> = complete.iter().map(|o| o.hash).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        (complete.len(), distinct.len())
     }
 
     /// The line size lines are padded to.
@@ -617,14 +792,19 @@ fn set_linger_zero(fd: i32) {
     }
 }
 
-trait ContainsBytes {
-    fn contains_bytes(&self, needle: &[u8]) -> bool;
-}
-
-impl ContainsBytes for [u8] {
-    fn contains_bytes(&self, needle: &[u8]) -> bool {
-        memchr::memmem::find(self, needle).is_some()
+/// A departure notice's name and reason: `NAME has disconnected (WHY).`,
+/// `NAME has disconnected.` (`disconnected`), `NAME left the chat.` (`left`).
+fn departure(text: &[u8]) -> Option<(&[u8], &str)> {
+    if let Some(name) = text.strip_suffix(b" left the chat.") {
+        return Some((name, "left"));
     }
+    if let Some(name) = text.strip_suffix(b" has disconnected.") {
+        return Some((name, "disconnected"));
+    }
+    const WHY: &[u8] = b" has disconnected (";
+    let at = memchr::memmem::find(text, WHY)?;
+    let why = text[at + WHY.len()..].strip_suffix(b").")?;
+    Some((&text[..at], std::str::from_utf8(why).ok()?))
 }
 
 fn push_hex(buf: &mut Vec<u8>, v: u64, digits: usize) {
@@ -662,14 +842,14 @@ fn parse_dec(s: &[u8]) -> Option<usize> {
 }
 
 /// Writes as much of `bytes` as the socket takes now; `Err` on a hard error.
-fn write_some(stream: &mut impl Write, bytes: &[u8]) -> Result<usize, ()> {
+fn write_some(stream: &mut impl Write, bytes: &[u8]) -> io::Result<usize> {
     let mut done = 0;
     while done < bytes.len() {
         match stream.write(&bytes[done..]) {
             Ok(n) => done += n,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-            Err(_) => return Err(()),
+            Err(e) => return Err(e),
         }
     }
     Ok(done)
@@ -689,6 +869,46 @@ mod tests {
         assert_eq!(parse_dec(b"123"), Some(123));
         assert_eq!(parse_dec(b""), None);
         assert_eq!(parse_dec(b"1x"), None);
+    }
+
+    #[test]
+    fn departures_name_their_reason() {
+        assert_eq!(
+            departure(b"b7 has disconnected (too slow to read)."),
+            Some((&b"b7"[..], "too slow to read"))
+        );
+        assert_eq!(
+            departure(b"b7 has disconnected."),
+            Some((&b"b7"[..], "disconnected"))
+        );
+        assert_eq!(departure(b"b7 left the chat."), Some((&b"b7"[..], "left")));
+        assert_eq!(departure(b"b7 joined the chat!"), None);
+    }
+
+    #[test]
+    fn order_fingerprint_tells_orders_apart() {
+        let (mut a, mut b, mut c) = (Order::default(), Order::default(), Order::default());
+        for (s, q) in [(0, 0), (1, 0), (0, 1)] {
+            a.push(s, q);
+        }
+        for (s, q) in [(0, 0), (1, 0), (0, 1)] {
+            b.push(s, q);
+        }
+        for (s, q) in [(1, 0), (0, 0), (0, 1)] {
+            c.push(s, q);
+        }
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a.lines, 3);
+    }
+
+    #[test]
+    fn joins_of_a_login() {
+        let f = Fleet::new(([127, 0, 0, 1], 9).into(), "b", 1, 64, 0).expect("a poll");
+        assert_eq!(f.all_joins(10), 55);
+        assert_eq!(f.joins_for(10, 10), 55);
+        // The first 4 joins went to everyone, the 6 later ones only to the newcomer.
+        assert_eq!(f.joins_for(10, 4), 10 + 6);
     }
 
     #[test]

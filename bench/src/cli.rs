@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::bench::scenario::{self, dur, thousands, Load, RampPlan};
-use crate::bench::{default_server_path, sys, ServerProc, Target};
+use crate::burst::{self, BurstPlan};
+use crate::scenario::{self, dur, thousands, Load, RampPlan};
+use crate::{default_server_path, sys, ServerProc, Target};
 use clap::{Args, Parser, Subcommand};
 
 /// Benchmarks chat-server with many clients in one thread (mio, loopback).
@@ -41,7 +42,10 @@ struct ServerOpts {
     /// The server binary to start.
     #[arg(long, global = true)]
     server: Option<PathBuf>,
-    /// Extra argument for a started server (repeatable), e.g. --server-arg=--max-pending=1048576.
+    /// Extra argument for a started server (repeatable), e.g.
+    /// --server-arg=--announce-limit=0 or --server-arg=--rate=20 (replaces
+    /// the bench's --rate 0; likewise --max-clients, --idle-timeout, and -q
+    /// for a -v, -q or --log-level given here).
     #[arg(long = "server-arg", global = true, allow_hyphen_values = true)]
     server_args: Vec<String>,
     /// CPU the started server is pinned to (with taskset).
@@ -134,13 +138,16 @@ enum Scenario {
         #[arg(long, default_value_t = 50.0)]
         p99_ms: f64,
     },
-    /// N clients log in at once, each reading every join notice; then the
-    /// server's RSS per connection; then the time for one line to reach all.
+    /// N clients log in (all at once, or at most --inflight at a time: a
+    /// reconnect storm), each reading every join notice the server sends;
+    /// then the server's RSS per connection; then the time for one line to
+    /// reach all.
     Connect {
         /// Clients.
         #[arg(short = 'n', long, default_value_t = 10_000)]
         clients: usize,
         /// Clients logging in at the same time, at most (0: all at once).
+        /// A client logs in from its connect to its own join notice.
         #[arg(long, default_value_t = 0)]
         inflight: usize,
         /// Seconds to stay idle before reading the RSS (the server frees
@@ -164,6 +171,40 @@ enum Scenario {
         #[arg(long, default_value_t = 5)]
         lines: usize,
     },
+    /// N readers in the room; S senders each paste L lines of B bytes in
+    /// one write, all at the same instant, R times: deliveries/s and
+    /// latency during the bursts, connections dropped (and why), and
+    /// whether every user got every line in one order.
+    Burst {
+        /// Readers (besides the senders, who read too).
+        #[arg(short = 'n', long, default_value_t = 1000)]
+        readers: usize,
+        /// Senders that paste.
+        #[arg(short, long, default_value_t = 3)]
+        senders: usize,
+        /// Lines per paste.
+        #[arg(short, long, default_value_t = 40)]
+        lines: u32,
+        /// Bytes of each line as every user receives it (`NAME: TEXT` + LF).
+        #[arg(short = 'b', long, default_value_t = 4000)]
+        size: usize,
+        /// Pastes per sender.
+        #[arg(short, long, default_value_t = 5)]
+        repeat: u32,
+        /// Seconds from the end of one burst to the next paste (a server
+        /// with --rate 20 refills a sender's 40 lines in 2 s).
+        #[arg(long, default_value_t = 2.5)]
+        pause: f64,
+        /// At most this many seconds to wait for a burst's lines.
+        #[arg(long, default_value_t = 30.0)]
+        drain: f64,
+        /// Clients logging in at the same time, at most (0: all at once).
+        #[arg(long, default_value_t = 0)]
+        inflight: usize,
+        /// Give up if logging in takes longer than this many seconds.
+        #[arg(long, default_value_t = 120.0)]
+        login_limit: f64,
+    },
     /// The bare broadcaster `floor` starts (internal).
     #[command(hide = true)]
     IdealServer {
@@ -171,7 +212,8 @@ enum Scenario {
         #[arg(long)]
         port: u16,
     },
-    /// Every target of issue 5, each on a fresh server; prints the table.
+    /// Every benchmark target (issues 5 and 8), each on a fresh server;
+    /// prints the table.
     Targets {
         /// Seconds measured per fan-out run and per ramp step.
         #[arg(short, long, default_value_t = 10.0)]
@@ -349,9 +391,45 @@ fn run(cli: &Cli) -> Result<bool, String> {
             }
             Ok(r.ok())
         }
+        Scenario::Burst {
+            readers,
+            senders,
+            lines,
+            size,
+            repeat,
+            pause,
+            drain,
+            inflight,
+            login_limit,
+        } => {
+            let load = Load {
+                clients: readers + senders,
+                senders: *senders,
+                size: *size,
+                drain: *drain,
+                inflight: *inflight,
+                login_limit: *login_limit,
+                ..Load::default()
+            };
+            let plan = BurstPlan {
+                lines: *lines,
+                bursts: *repeat,
+                pause: *pause,
+            };
+            let under = server_for(&cli.server, load.clients)?;
+            header(cli.json, &under);
+            let r = burst::burst(&under.target(), &load, &plan).map_err(e)?;
+            drop(under);
+            if cli.json {
+                println!("{}", r.json());
+            } else {
+                print!("{}", r.text());
+            }
+            Ok(r.ok())
+        }
         Scenario::IdealServer { port } => {
             let l = std::net::TcpListener::bind(("127.0.0.1", *port)).map_err(e)?;
-            crate::bench::ideal::serve(l).map_err(e)?;
+            crate::ideal::serve(l).map_err(e)?;
             Ok(true)
         }
         Scenario::Targets { duration } => targets(cli, *duration),
@@ -392,7 +470,10 @@ fn targets(cli: &Cli, duration: f64) -> Result<bool, String> {
     println!("{}", c.text());
     json.push(c.json());
     rows.push(Row {
-        what: "10,000 users log in at once, each reads all 50,005,000 join notices".into(),
+        what: format!(
+            "10,000 users log in at once, each reads every join notice sent ({} in all)",
+            thousands(c.login.joins_expected as f64)
+        ),
         goal: "<= 5 s".into(),
         got: format!(
             "{:.2} s (all in after {:.2} s){}",
@@ -544,6 +625,9 @@ fn targets(cli: &Cli, duration: f64) -> Result<bool, String> {
         met: sat.is_some_and(|s| s.us_per_delivery() < 0.5),
     });
 
+    rows.extend(reconnect_targets(cli, &mut json)?);
+    rows.push(burst_target(cli, &mut json)?);
+
     if cli.json {
         println!("[{}]", json.join(",\n"));
     }
@@ -565,6 +649,113 @@ fn targets(cli: &Cli, duration: f64) -> Result<bool, String> {
         );
     }
     Ok(true)
+}
+
+/// Issue 8's mass reconnect: 10,000 clients, at most 100 logging in at a
+/// time, with the server's default flags and with `--announce-limit 0`
+/// (every join to everyone). A server that does not know that flag gets a
+/// row saying so instead of a figure.
+fn reconnect_targets(cli: &Cli, json: &mut Vec<String>) -> Result<Vec<Row>, String> {
+    let load = Load {
+        clients: 10_000,
+        senders: 1,
+        inflight: 100,
+        ..Load::default()
+    };
+    let mut rows = Vec::new();
+    for (flags, limit_s) in [(None, 2.0), (Some("--announce-limit=0"), 5.0)] {
+        let mut opts = cli.server.clone();
+        opts.server_args.extend(flags.map(String::from));
+        let what = format!(
+            "mass reconnect: 10,000 clients, at most 100 logging in at a time, {}",
+            flags.map_or("default flags".into(), |f| format!(
+                "{f} (every join to everyone)"
+            ))
+        );
+        let goal = format!("all in, every join notice read <= {limit_s} s");
+        let under = match server_for(&opts, load.clients) {
+            Ok(u) => u,
+            Err(e) => {
+                rows.push(Row {
+                    what,
+                    goal,
+                    got: format!("not run: {e}"),
+                    met: false,
+                });
+                continue;
+            }
+        };
+        let c = scenario::connect(&under.target(), &load, 0.5, 0).map_err(|e| e.to_string())?;
+        drop(under);
+        println!("{}", c.text());
+        json.push(c.json());
+        let l = &c.login;
+        rows.push(Row {
+            what,
+            goal,
+            got: format!(
+                "all in after {:.2} s, {} join notices read after {:.2} s (joins announced to everyone: {}); server CPU {:.2} s{}",
+                l.all_in_s,
+                thousands(l.joins as f64),
+                l.all_notices_s,
+                thousands(l.announced as f64),
+                l.server_cpu,
+                if l.ok() { "" } else { "; LOGIN FAILED" }
+            ),
+            met: l.ok() && l.all_notices_s <= limit_s,
+        });
+    }
+    Ok(rows)
+}
+
+/// Issue 8's burst: 1,000 readers while 3 senders paste 40 lines of
+/// 4,000 B at once, 5 times.
+fn burst_target(cli: &Cli, json: &mut Vec<String>) -> Result<Row, String> {
+    let load = Load {
+        clients: 1003,
+        senders: 3,
+        size: 4000,
+        ..Load::default()
+    };
+    let plan = BurstPlan {
+        lines: 40,
+        bursts: 5,
+        pause: 2.5,
+    };
+    let under = server_for(&cli.server, load.clients)?;
+    let b = burst::burst(&under.target(), &load, &plan).map_err(|e| e.to_string())?;
+    drop(under);
+    println!("{}", b.text());
+    json.push(b.json());
+    let reasons: Vec<String> = b
+        .drops
+        .reasons
+        .iter()
+        .map(|(why, n)| format!("{} {why}", thousands(*n as f64)))
+        .collect();
+    Ok(Row {
+        what: "burst: 1,000 readers; 3 senders each paste 40 lines of 4,000 B at once, 5 times"
+            .into(),
+        goal: "nobody dropped, nothing lost, one order; deliveries/s and p99".into(),
+        got: format!(
+            "{} deliveries/s, p99 {}; dropped {}{}; lost {}; {}",
+            thousands(b.rate()),
+            dur(b.p99),
+            thousands(b.dropped as f64),
+            if reasons.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", reasons.join(", "))
+            },
+            thousands(b.lost() as f64),
+            if b.same_order() {
+                "one order"
+            } else {
+                "NOT everyone got every line in one order"
+            }
+        ),
+        met: b.ok(),
+    })
 }
 
 /// Runs the scenario `cli` names; the exit status says whether it passed.

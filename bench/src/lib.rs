@@ -1,17 +1,32 @@
-//! The benchmark behind `chat-bench`: many clients in one thread, over
-//! loopback, talking the real protocol to a real `chat-server`.
+//! chat-bench: the benchmark of `chat-server`. Many clients in one thread,
+//! over loopback, talking the real protocol to a real `chat-server` process
+//! (see `BENCHMARKS.md` for the method and the figures).
 //!
+//! It is its own crate of the workspace so that the product library
+//! (`chatroom`: server and client) carries no benchmark code: users build
+//! and run the server and the client, not this. It talks to the server only
+//! through sockets and `/proc`, so it needs nothing from `chatroom`.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command line (flags, scenarios, the `targets` table);
+//!   `src/main.rs` only parses and calls [`cli::main`].
 //! - [`fleet`]: the clients (one `mio::Poll`, edge-triggered, reads until
 //!   `WouldBlock`, lines parsed in place), with sequence and latency checks.
-//! - [`scenario`]: `fanout`, `ramp`, `connect` and the `targets` run, and
-//!   their reports (text and JSON).
+//! - [`scenario`]: `fanout`, `ramp`, `connect` and `floor`, and their
+//!   reports (text and JSON).
+//! - [`burst`]: readers in a room while a few users paste long texts at the
+//!   same instant: throughput, latency, drops and their reasons, one order.
 //! - [`ideal`]: a bare broadcaster (one `write` per receiver, no
 //!   protocol), the floor that `chat-bench floor` measures.
 //! - [`hist`]: the latency histogram.
 //! - [`sys`]: clocks, `/proc` readings (CPU, RSS), pinning, limits.
 //! - [`ServerProc`]: a `chat-server` the bench starts itself, pinned to one
 //!   core with `taskset` where available.
+//! - `tests/bench.rs`: small runs of every scenario against the real
+//!   `chat-server` binary; they assert that nothing is lost, never speed.
 
+pub mod burst;
 pub mod cli;
 pub mod fleet;
 pub mod hist;
@@ -64,6 +79,9 @@ impl ServerProc {
     /// Starts `path --host 127.0.0.1 --port P --rate 0 -q --max-clients M
     /// --idle-timeout 3600 EXTRA...` on a free port, under `taskset -c CPU`
     /// when `cpu` is given and `taskset` exists, and waits until it accepts.
+    /// A flag in `extra` replaces the bench's own (`--rate`,
+    /// `--max-clients`, `--idle-timeout`; `-q` gives way to any `-v`, `-q`
+    /// or `--log-level`): the server takes each flag once.
     pub fn spawn(
         path: &Path,
         cpu: Option<usize>,
@@ -72,22 +90,36 @@ impl ServerProc {
     ) -> io::Result<ServerProc> {
         // -q hides the "listening on" line, so pick the port here.
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut args: Vec<String> = [
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--rate",
-            "0",
-            "-q",
-            "--max-clients",
-            &max_clients.to_string(),
-            "--idle-timeout",
-            "3600",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args: Vec<String> = ["--host", "127.0.0.1", "--port", &port.to_string()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let given = |flag: &str| {
+            extra
+                .iter()
+                .any(|a| a == flag || a.strip_prefix(flag).is_some_and(|v| v.starts_with('=')))
+        };
+        if !given("--web-port") && !extra.iter().any(|a| a == "--no-web") {
+            args.push("--no-web".into());
+        }
+        for (flag, value) in [
+            ("--rate", "0".to_string()),
+            ("--max-clients", max_clients.to_string()),
+            ("--idle-timeout", "3600".to_string()),
+        ] {
+            if !given(flag) {
+                args.extend([flag.to_string(), value]);
+            }
+        }
+        let logs = |a: &String| {
+            (a.starts_with("-v") || a.starts_with("-q"))
+                || ["--verbose", "--quiet", "--log-level"]
+                    .iter()
+                    .any(|f| a == f || a.starts_with(&format!("{f}=")))
+        };
+        if !extra.iter().any(logs) {
+            args.push("-q".into());
+        }
         args.extend(extra.iter().cloned());
         Self::start(path, &args, cpu, port)
     }

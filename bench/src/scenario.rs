@@ -6,9 +6,14 @@
 //!   per delivery and the bench's own CPU.
 //! - [`ramp`]: the same at rising rates (then bisecting) on one set of
 //!   clients: the highest rate with p99 <= the limit and nothing lost.
-//! - [`connect`]: N clients log in at once, each reading every join notice;
+//! - [`connect`]: N clients log in (all at once, or at most K at a time:
+//!   a reconnect storm), each reading every join notice the server sends;
 //!   then the server's RSS per idle connection, then the time for one line
 //!   to reach all N.
+//! - [`floor`]: `connect`'s single lines through a bare broadcaster.
+//!
+//! The `burst` scenario has its own module, [`crate::burst`]; it shares the
+//! login, drain and report helpers here.
 
 use std::fmt::Write as _;
 use std::io;
@@ -68,9 +73,15 @@ pub struct Login {
     pub all_in_s: f64,
     /// Seconds until the last join notice was read by everyone.
     pub all_notices_s: f64,
-    /// Join notices read, and how many there should be (N(N+1)/2).
+    /// Clients logging in at the same time, at most (0: no cap).
+    pub inflight: usize,
+    /// Join notices read.
     pub joins: u64,
-    /// `N(N+1)/2`.
+    /// Joins the server announced to everyone: N, or fewer when it stops
+    /// announcing joins in a large room (see [`Fleet::announced`]).
+    pub announced: usize,
+    /// The join notices that makes: `N(N+1)/2` when every join went to
+    /// everyone, `M(M+1)/2 + (N - M)` when only the first M did.
     pub joins_expected: u64,
     /// Login failures (refused, closed, connect errors).
     pub errors: usize,
@@ -248,16 +259,44 @@ impl Connect {
     }
 }
 
-fn secs(s: f64) -> u64 {
+/// Seconds as nanoseconds.
+pub(crate) fn secs(s: f64) -> u64 {
     (s.max(0.0) * 1e9) as u64
 }
 
-fn server_cpu(t: &Target) -> f64 {
+/// The server's CPU seconds so far (NaN if unreadable).
+pub(crate) fn server_cpu(t: &Target) -> f64 {
     sys::process_cpu(t.pid).unwrap_or(f64::NAN)
 }
 
+/// Runs the fleet until it has read `chat` chat lines in all, nothing came
+/// for 2 s, or `drain_s` seconds passed.
+pub(crate) fn drain(fleet: &mut Fleet, chat: u64, drain_s: f64) -> io::Result<()> {
+    let cap = now_ns() + secs(drain_s);
+    let mut progress = (fleet.c.chat, now_ns());
+    while fleet.c.chat < chat {
+        let now = now_ns();
+        if fleet.c.chat != progress.0 {
+            progress = (fleet.c.chat, now);
+        } else if now - progress.1 > 2_000_000_000 || now >= cap {
+            break;
+        }
+        fleet.turn(Some(cap))?;
+    }
+    Ok(())
+}
+
+/// Runs the fleet (reading whatever comes) for `s` seconds.
+pub(crate) fn idle(fleet: &mut Fleet, s: f64) -> io::Result<()> {
+    let until = now_ns() + secs(s);
+    while now_ns() < until {
+        fleet.turn(Some(until))?;
+    }
+    Ok(())
+}
+
 /// Logs `load.clients` clients in; the login report.
-fn log_in(fleet: &mut Fleet, target: &Target, load: &Load) -> Login {
+pub(crate) fn log_in(fleet: &mut Fleet, target: &Target, load: &Load) -> Login {
     let cpu0 = server_cpu(target);
     let me0 = sys::self_cpu();
     let t0 = now_ns();
@@ -265,13 +304,16 @@ fn log_in(fleet: &mut Fleet, target: &Target, load: &Load) -> Login {
     let n = load.clients;
     fleet.login(n, Duration::from_secs_f64(load.login_limit));
     let c = &fleet.c;
+    let announced = fleet.announced();
     Login {
         clients: n,
         logged_in: c.logged_in - before.logged_in,
         all_in_s: c.last_login_ns.saturating_sub(t0) as f64 / 1e9,
         all_notices_s: c.last_join_ns.saturating_sub(t0) as f64 / 1e9,
+        inflight: load.inflight,
         joins: c.joins - before.joins,
-        joins_expected: fleet.joins_for(n),
+        announced,
+        joins_expected: fleet.joins_for(n, announced),
         errors: c.login_errors - before.login_errors,
         first_error: c.first_error.clone(),
         server_cpu: server_cpu(target) - cpu0,
@@ -330,17 +372,7 @@ fn run_step(
         *q += ((total + (senders - s - 1) as u64) / senders as u64) as u32;
     }
     let expected = total * receivers as u64;
-    let cap = now_ns() + secs(load.drain);
-    let mut progress = (fleet.c.chat, now_ns());
-    while fleet.c.chat - before.chat < expected {
-        let now = now_ns();
-        if fleet.c.chat != progress.0 {
-            progress = (fleet.c.chat, now);
-        } else if now - progress.1 > 2_000_000_000 || now >= cap {
-            break;
-        }
-        fleet.turn(Some(cap))?;
-    }
+    drain(fleet, before.chat + expected, load.drain)?;
     let end = now_ns();
     let (cpu0, me0, t_from) = at_from.unwrap_or((f64::NAN, f64::NAN, from));
     let c = &fleet.c;
@@ -374,7 +406,8 @@ fn run_step(
     })
 }
 
-fn check_load(load: &Load) -> io::Result<()> {
+/// Checks that `load`'s senders and line size make sense.
+pub(crate) fn check_load(load: &Load) -> io::Result<()> {
     if load.senders == 0 || load.senders > load.clients {
         return Err(io::Error::other("need 1 <= senders <= clients"));
     }
@@ -388,7 +421,7 @@ fn check_load(load: &Load) -> io::Result<()> {
 }
 
 /// The clients `load` describes, not yet connected, against `target`.
-fn fleet_for(target: &Target, load: &Load) -> io::Result<Fleet> {
+pub(crate) fn fleet_for(target: &Target, load: &Load) -> io::Result<Fleet> {
     Fleet::new(
         target.addr,
         &load.prefix,
@@ -550,10 +583,7 @@ fn connect_with(
         loadavg: String::new(),
     };
     if out.login.ok() {
-        let until = now_ns() + secs(settle);
-        while now_ns() < until {
-            fleet.turn(Some(until))?;
-        }
+        idle(&mut fleet, settle)?;
         out.rss_after_kib = sys::process_rss_kib(target.pid)?;
         fleet.measure(0, u64::MAX);
         let (cpu0, me0) = (server_cpu(target), sys::self_cpu());
@@ -572,10 +602,7 @@ fn connect_with(
                     .push(fleet.c.last_chat_ns.saturating_sub(t) as f64 / 1e6);
             }
             // A short pause, so each line meets an idle server.
-            let until = now_ns() + 200_000_000;
-            while now_ns() < until {
-                fleet.turn(Some(until))?;
-            }
+            idle(&mut fleet, 0.2)?;
         }
         let k = lines.max(1) as f64;
         out.line_server_cpu = (server_cpu(target) - cpu0) / k;
@@ -620,7 +647,8 @@ pub fn dur(ns: u64) -> String {
     }
 }
 
-fn jstr(s: &str) -> String {
+/// `s` as a JSON string.
+pub(crate) fn jstr(s: &str) -> String {
     let mut o = String::from("\"");
     for ch in s.chars() {
         match ch {
@@ -636,7 +664,8 @@ fn jstr(s: &str) -> String {
     o
 }
 
-fn jnum(v: f64) -> String {
+/// `v` as a JSON number (`null` if not finite).
+pub(crate) fn jnum(v: f64) -> String {
     if v.is_finite() {
         format!("{v}")
     } else {
@@ -647,14 +676,25 @@ fn jnum(v: f64) -> String {
 impl Login {
     /// A readable report.
     pub fn text(&self) -> String {
+        let cap = match self.inflight {
+            0 => " (all at once)".to_string(),
+            k => format!(" (at most {} logging in at a time)", thousands(k as f64)),
+        };
         let mut s = format!(
-            "  login       {} of {} in after {:.3} s; all {} join notices read after {:.3} s\n",
+            "  login       {} of {} in after {:.3} s{cap}; all {} join notices read after {:.3} s\n",
             thousands(self.logged_in as f64),
             thousands(self.clients as f64),
             self.all_in_s,
             thousands(self.joins as f64),
             self.all_notices_s,
         );
+        if self.announced < self.logged_in {
+            let _ = writeln!(
+                s,
+                "              joins announced to everyone: the first {}, later ones only to the newcomer",
+                thousands(self.announced as f64)
+            );
+        }
         let _ = writeln!(
             s,
             "              server CPU {:.2} s, bench CPU {:.2} s",
@@ -676,12 +716,14 @@ impl Login {
     /// As a JSON object.
     pub fn json(&self) -> String {
         format!(
-            "{{\"clients\":{},\"logged_in\":{},\"all_in_s\":{},\"all_notices_s\":{},\"joins\":{},\"joins_expected\":{},\"errors\":{},\"first_error\":{},\"server_cpu_s\":{},\"bench_cpu_s\":{}}}",
+            "{{\"clients\":{},\"logged_in\":{},\"all_in_s\":{},\"all_notices_s\":{},\"inflight\":{},\"joins\":{},\"announced\":{},\"joins_expected\":{},\"errors\":{},\"first_error\":{},\"server_cpu_s\":{},\"bench_cpu_s\":{}}}",
             self.clients,
             self.logged_in,
             jnum(self.all_in_s),
             jnum(self.all_notices_s),
+            self.inflight,
             self.joins,
+            self.announced,
             self.joins_expected,
             self.errors,
             self.first_error.as_deref().map_or("null".into(), jstr),
@@ -898,7 +940,7 @@ impl Connect {
     /// A readable report.
     pub fn text(&self) -> String {
         let mut s = format!(
-            "connect: {} clients at once\n",
+            "connect: {} clients\n",
             thousands(self.login.clients as f64)
         );
         s.push_str(&self.login.text());

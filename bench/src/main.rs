@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use chatroom::bench::cli::{self, Cli};
+use chat_bench::cli::{self, Cli};
 use clap::Parser;
 
 fn main() -> ExitCode {
