@@ -1,0 +1,293 @@
+//! PROTOCOL.md sections 3.6, 5 and 9 under load, for WebSocket users: a
+//! slow WebSocket reader is dropped like a TCP one, a WebSocket reader who
+//! keeps up is never dropped in a burst, SIGTERM sends WebSocket users the
+//! notice and a close frame, and what an idle WebSocket user costs.
+mod common;
+mod support;
+mod webclient;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tungstenite::protocol::WebSocketConfig;
+
+use common::{Server, WAIT};
+use support::{wait_log, Drain};
+use webclient::{metrics, web, Chat, WsClient};
+
+/// The tests here load the machine on purpose; one at a time.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// §5 and §9: a WebSocket user who never reads while another user floods
+/// is dropped as too slow, like a TCP one; the others are told why, a
+/// third user's round trips stay short, and the server's memory stays
+/// bounded by `--max-pending`.
+#[test]
+fn slow_ws_reader_is_dropped_like_a_tcp_one() {
+    let _heavy = one_at_a_time();
+    let server = Server::start(&["--rate", "0", "--max-pending", "65536"]);
+    let w = web(&server);
+    let baseline = server.rss_kib();
+    let slow = WsClient::login(w, "slow"); // never reads again
+    let mut pinger = server.login("pinger");
+    let sender = server.login("sender");
+    pinger.read_until("[SERVER]: sender joined the chat!");
+    let echo = Drain::start(&sender.stream, 0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let mut out = sender.stream.try_clone().unwrap();
+    let flood = std::thread::spawn(move || {
+        let batch = format!("{}\n", "x".repeat(4000)).repeat(16);
+        let mut sent = 0u64;
+        while !stop2.load(Ordering::Relaxed) && sent < 400 << 20 {
+            if out.write_all(batch.as_bytes()).is_err() {
+                break;
+            }
+            sent += batch.len() as u64;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        sent
+    });
+    let dropped = "[SERVER]: slow has disconnected (too slow to read).";
+    let mut worst = Duration::ZERO;
+    let mut peak_rss = 0;
+    let mut after_drop = None;
+    let t0 = Instant::now();
+    let mut pings = 0;
+    while after_drop.is_none_or(|n| n < 20) {
+        assert!(t0.elapsed() < Duration::from_secs(60), "never dropped");
+        let token = format!("p{pings}");
+        let t = Instant::now();
+        let before = pinger.sync(&token);
+        worst = worst.max(t.elapsed());
+        pings += 1;
+        peak_rss = peak_rss.max(server.rss_kib());
+        for l in &before {
+            assert!(
+                l.starts_with("sender: ") || l == dropped,
+                "unexpected {l:?}"
+            );
+        }
+        after_drop = match after_drop {
+            None if before.iter().any(|l| l == dropped) => Some(0),
+            None => None,
+            Some(n) => Some(n + 1),
+        };
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent = flood.join().unwrap();
+    eprintln!(
+        "slow WebSocket reader dropped after {:?}: {} MB sent, {pings} pings, worst round trip {worst:?}, \
+         RSS {baseline} KiB before, peak {peak_rss} KiB",
+        t0.elapsed(),
+        sent >> 20
+    );
+    assert!(worst < Duration::from_secs(2), "round trip took {worst:?}");
+    assert!(
+        peak_rss < baseline + 30 * 1024,
+        "RSS {peak_rss} KiB (baseline {baseline} KiB)"
+    );
+    wait_log(&server, "dropped: output passed --max-pending", WAIT);
+    assert!(server
+        .logs()
+        .lines()
+        .any(|l| l.contains("(slow) from 127.0.0.1:")
+            && l.ends_with("dropped: output passed --max-pending")));
+    assert_eq!(metrics(w).get("chat_dropped_total{too_slow}"), 1.0);
+    drop(slow);
+    drop(echo);
+    pinger.send("/who");
+    pinger.read_until_match(|l| l.starts_with("[SERVER]: 2 users online: pinger, sender"));
+}
+
+/// Line `i` of paster `s`: `s{s} {i:03} ` padded with `x` to `len` bytes.
+fn paste_line(s: usize, i: usize, len: usize) -> String {
+    let head = format!("s{s} {i:03} ");
+    format!("{head}{}", "x".repeat(len - head.len()))
+}
+
+/// Reads on a thread until `want` pasted lines arrived; fails on a drop
+/// notice or the end. Returns those lines in arrival order.
+fn read_pastes(mut c: Box<dyn Chat + Send>, want: usize) -> JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        let mut got = Vec::with_capacity(want);
+        while got.len() < want {
+            let Some(line) = c.try_line() else {
+                panic!("closed after {} of {want} lines", got.len());
+            };
+            assert!(!line.contains("too slow"), "a reader was dropped: {line}");
+            let pasted = line.split_once(": ").is_some_and(|(_, text)| {
+                text.starts_with('s') && text[1..].starts_with(|c: char| c.is_ascii_digit())
+            });
+            if pasted {
+                got.push(line);
+            }
+        }
+        got
+    })
+}
+
+/// §5 and §9: 20 WebSocket readers and 2 TCP readers while two TCP users
+/// and one WebSocket user each paste 40 lines of 4,000 bytes in the same
+/// instant: nobody is dropped, everyone gets all 120 lines in one order,
+/// each paster's in the order sent.
+#[test]
+fn ws_readers_who_keep_up_are_never_dropped_in_a_burst() {
+    let _heavy = one_at_a_time();
+    const LINES: usize = 40;
+    const LEN: usize = 4000;
+    let server = Server::start(&[]);
+    let w = web(&server);
+    let mut users: Vec<(String, Box<dyn Chat + Send>)> = Vec::new();
+    let mut pastes: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
+    // Pasters 0 and 1 over TCP, paster 2 over WebSocket; each writes its
+    // paste in one go (a WebSocket paste is 40 messages, sent at once).
+    for s in 0..2 {
+        let name = format!("s{s}");
+        let c = server.login(&name);
+        let mut out = c.stream.try_clone().unwrap();
+        let paste: String = (0..LINES).map(|i| paste_line(s, i, LEN) + "\n").collect();
+        pastes.push(Box::new(move || out.write_all(paste.as_bytes()).unwrap()));
+        users.push((name, Box::new(c)));
+    }
+    let ws_paster = WsClient::login(w, "s2");
+    let frames: Vec<u8> = (0..LINES)
+        .flat_map(|i| webclient::masked_text(paste_line(2, i, LEN).as_bytes()))
+        .collect();
+    let mut out = ws_paster.ws.get_ref().try_clone().unwrap();
+    pastes.push(Box::new(move || out.write_all(&frames).unwrap()));
+    users.push(("s2".into(), Box::new(ws_paster)));
+    for r in 0..20 {
+        let name = format!("w{r}");
+        users.push((name.clone(), Box::new(WsClient::login(w, &name))));
+    }
+    for r in 0..2 {
+        let name = format!("t{r}");
+        users.push((name.clone(), Box::new(server.login(&name))));
+    }
+    // Everyone has read every join before the burst.
+    let names: Vec<String> = users.iter().map(|(n, _)| n.clone()).collect();
+    for (i, (_, c)) in users.iter_mut().enumerate() {
+        for later in &names[i + 1..] {
+            c.expect(&format!("[SERVER]: {later} joined the chat!"));
+        }
+    }
+    let total = 3 * LINES;
+    let readers: Vec<_> = users
+        .into_iter()
+        .map(|(_, c)| read_pastes(c, total))
+        .collect();
+    let gate = Arc::new(Barrier::new(pastes.len()));
+    let pasters: Vec<_> = pastes
+        .into_iter()
+        .map(|paste| {
+            let gate = gate.clone();
+            std::thread::spawn(move || {
+                gate.wait();
+                paste();
+            })
+        })
+        .collect();
+    for p in pasters {
+        p.join().unwrap();
+    }
+    let seen: Vec<Vec<String>> = readers.into_iter().map(|h| h.join().unwrap()).collect();
+    for (who, lines) in seen.iter().enumerate() {
+        assert_eq!(lines, &seen[0], "{} saw another order", names[who]);
+    }
+    for s in 0..3 {
+        let mine: Vec<&String> = seen[0]
+            .iter()
+            .filter(|l| l.starts_with(&format!("s{s}: ")))
+            .collect();
+        let want: Vec<String> = (0..LINES)
+            .map(|i| format!("s{s}: {}", paste_line(s, i, LEN)))
+            .collect();
+        assert_eq!(mine, want.iter().collect::<Vec<_>>(), "s{s}'s lines");
+    }
+    assert!(
+        !server.logs().contains("--max-pending"),
+        "someone was dropped:\n{}",
+        server.logs()
+    );
+    assert_eq!(metrics(w).get("chat_dropped_total{too_slow}"), 0.0);
+}
+
+/// §3.6 and §9: on SIGTERM every WebSocket connection (logged in or not)
+/// gets the shutdown notice, then a close frame (1001, going away), then
+/// the end; a TCP user gets the notice; nobody is told about the others
+/// leaving; the server exits with status 0.
+#[test]
+fn sigterm_sends_ws_users_the_notice_and_a_close_frame() {
+    let mut server = Server::start(&[]);
+    let w = web(&server);
+    let mut tcp = server.login("tcp");
+    let mut ws = WsClient::login(w, "web");
+    tcp.expect("[SERVER]: web joined the chat!");
+    let mut anon = WsClient::connect(w);
+    anon.expect_prefix("[SERVER]: Welcome!");
+    let mut half_head = TcpStream::connect(w).unwrap();
+    half_head.write_all(b"GET / HT").unwrap();
+    // The server has this head before the signal: /metrics answered after it.
+    assert_eq!(metrics(w).get("chat_users"), 2.0);
+    server.signal(libc::SIGTERM);
+    let notice = "[SERVER]: The server is shutting down. Goodbye!";
+    for c in [&mut ws, &mut anon] {
+        assert_eq!(c.expect_eof(), vec![notice]);
+        assert_eq!(c.close_code(), Some(1001));
+    }
+    assert_eq!(tcp.expect_eof(), vec![notice]);
+    assert!(webclient::read_to_close(&mut half_head).is_empty());
+    assert_eq!(server.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
+/// Logs `n` WebSocket users in (names `PREFIX0`..), each with a small read
+/// buffer on our side; they stay idle.
+fn ws_crowd(web: SocketAddr, prefix: &str, n: usize) -> Vec<WsClient> {
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    (0..n)
+        .map(|i| WsClient::login_with(web, &format!("{prefix}{i}"), config))
+        .collect()
+}
+
+/// Memory: what an idle WebSocket user costs the server, next to an idle
+/// TCP user (the target is at most 2 KiB; TCP costs about 470 B). The
+/// figure is printed; the bound is generous, so a slow or noisy machine
+/// does not fail it (the benchmark measures 10,000).
+#[test]
+fn idle_ws_user_costs_little_memory() {
+    let _heavy = one_at_a_time();
+    const N: usize = 2000;
+    const SETTLE: Duration = Duration::from_millis(1200);
+    let args = ["--announce-limit", "1", "--history", "0"];
+    let server = Server::start(&args);
+    let before = server.rss_kib();
+    let crowd = ws_crowd(web(&server), "w", N);
+    std::thread::sleep(SETTLE); // a sweep gives back large buffers
+    let after = server.rss_kib();
+    let ws_per = (after - before) as f64 * 1024.0 / N as f64;
+    drop(crowd);
+    let server = Server::start(&args);
+    let before_tcp = server.rss_kib();
+    let crowd: Vec<_> = (0..N).map(|i| server.login(&format!("t{i}"))).collect();
+    std::thread::sleep(SETTLE);
+    let after_tcp = server.rss_kib();
+    let tcp_per = (after_tcp - before_tcp) as f64 * 1024.0 / N as f64;
+    drop(crowd);
+    eprintln!(
+        "idle users, {N} of each: WebSocket {ws_per:.0} B per connection (RSS {before} -> {after} KiB), \
+         TCP {tcp_per:.0} B (RSS {before_tcp} -> {after_tcp} KiB)"
+    );
+    assert!(ws_per < 8192.0, "{ws_per:.0} B per idle WebSocket user");
+}
