@@ -39,6 +39,9 @@ struct ServerOpts {
     /// Process id of that server (for its CPU time and RSS).
     #[arg(long, global = true, requires = "addr")]
     pid: Option<u32>,
+    /// Web port of that server, for WebSocket clients (--ws, --ws-share).
+    #[arg(long, global = true, requires = "addr")]
+    web_addr: Option<SocketAddr>,
     /// The server binary to start.
     #[arg(long, global = true)]
     server: Option<PathBuf>,
@@ -57,6 +60,38 @@ struct ServerOpts {
     /// Pin nothing.
     #[arg(long, global = true)]
     no_pin: bool,
+}
+
+/// Which transport the clients use.
+#[derive(Args, Debug, Clone)]
+struct TransportOpts {
+    /// Every client talks WebSocket (GET /ws on the server's web port)
+    /// instead of lines over TCP.
+    #[arg(long)]
+    ws: bool,
+    /// This share of the clients (0 to 1, spread evenly over them, senders
+    /// included) talks WebSocket, the others TCP: 0.5 is half and half.
+    #[arg(long, conflicts_with = "ws", value_parser = share)]
+    ws_share: Option<f64>,
+}
+
+impl TransportOpts {
+    /// The share of clients over WebSocket.
+    fn share(&self) -> f64 {
+        if self.ws {
+            1.0
+        } else {
+            self.ws_share.unwrap_or(0.0)
+        }
+    }
+}
+
+/// Parses a share: a number from 0 to 1.
+fn share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number from 0 to 1")),
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -85,6 +120,12 @@ struct LoadOpts {
     /// Give up if logging in takes longer than this many seconds.
     #[arg(long, default_value_t = 120.0)]
     login_limit: f64,
+    /// Check that every client got the lines in one and the same order
+    /// (fanout).
+    #[arg(long)]
+    check_order: bool,
+    #[command(flatten)]
+    transport: TransportOpts,
 }
 
 impl LoadOpts {
@@ -99,6 +140,8 @@ impl LoadOpts {
             inflight: self.inflight,
             login_limit: self.login_limit,
             prefix: "b".into(),
+            ws_share: self.transport.share(),
+            check_order: self.check_order,
         }
     }
 }
@@ -160,6 +203,8 @@ enum Scenario {
         /// Give up if logging in takes longer than this many seconds.
         #[arg(long, default_value_t = 120.0)]
         login_limit: f64,
+        #[command(flatten)]
+        transport: TransportOpts,
     },
     /// The floor for `connect`'s single line: the same measurement against
     /// a bare broadcaster (one write per receiver, no protocol, no login).
@@ -204,6 +249,8 @@ enum Scenario {
         /// Give up if logging in takes longer than this many seconds.
         #[arg(long, default_value_t = 120.0)]
         login_limit: f64,
+        #[command(flatten)]
+        transport: TransportOpts,
     },
     /// The bare broadcaster `floor` starts (internal).
     #[command(hide = true)]
@@ -215,6 +262,14 @@ enum Scenario {
     /// Every benchmark target (issues 5 and 8), each on a fresh server;
     /// prints the table.
     Targets {
+        /// Seconds measured per fan-out run and per ramp step.
+        #[arg(short, long, default_value_t = 10.0)]
+        duration: f64,
+    },
+    /// The WebSocket targets (issue 10), each on a fresh server: idle
+    /// WebSocket users' memory, the fan-out ramp over WebSocket against
+    /// TCP, a mixed room's order, light load; prints the table.
+    WebTargets {
         /// Seconds measured per fan-out run and per ramp step.
         #[arg(short, long, default_value_t = 10.0)]
         duration: f64,
@@ -236,7 +291,7 @@ fn fanout_target(
         duration,
         ..Load::default()
     };
-    let under = server_for(&cli.server, load.clients)?;
+    let under = server_for(&cli.server, load.clients, false)?;
     let f = scenario::fanout(&under.target(), &load, rate).map_err(|e| e.to_string())?;
     drop(under);
     println!("{}", f.text(rate));
@@ -266,13 +321,21 @@ fn ideal_for(opts: &ServerOpts) -> Result<Under, String> {
     Ok(Under::Spawned(s))
 }
 
-fn server_for(opts: &ServerOpts, clients: usize) -> Result<Under, String> {
+/// The server for `clients` clients; `web`: some of them talk WebSocket.
+fn server_for(opts: &ServerOpts, clients: usize, web: bool) -> Result<Under, String> {
     if let (Some(addr), Some(pid)) = (opts.addr, opts.pid) {
-        return Ok(Under::Given(Target { addr, pid }));
+        if web && opts.web_addr.is_none() {
+            return Err("WebSocket clients need the running server's --web-addr".into());
+        }
+        return Ok(Under::Given(Target {
+            addr,
+            web: opts.web_addr,
+            pid,
+        }));
     }
     let path = opts.server.clone().unwrap_or_else(default_server_path);
     let cpu = (!opts.no_pin && sys::cpus() > opts.server_cpu).then_some(opts.server_cpu);
-    let s = ServerProc::spawn(&path, cpu, clients + 64, &opts.server_args)
+    let s = ServerProc::spawn(&path, cpu, clients + 64, web, &opts.server_args)
         .map_err(|e| format!("starting the server: {e}"))?;
     Ok(Under::Spawned(s))
 }
@@ -292,7 +355,7 @@ fn run(cli: &Cli) -> Result<bool, String> {
     let e = |e: std::io::Error| e.to_string();
     match &cli.scenario {
         Scenario::Fanout { load, rate } => {
-            let under = server_for(&cli.server, load.clients)?;
+            let under = server_for(&cli.server, load.clients, load.transport.share() > 0.0)?;
             header(cli.json, &under);
             let r = scenario::fanout(&under.target(), &load.load(), *rate).map_err(e)?;
             drop(under);
@@ -312,7 +375,7 @@ fn run(cli: &Cli) -> Result<bool, String> {
             max_steps,
             p99_ms,
         } => {
-            let under = server_for(&cli.server, load.clients)?;
+            let under = server_for(&cli.server, load.clients, load.transport.share() > 0.0)?;
             header(cli.json, &under);
             let plan = RampPlan {
                 from: *from,
@@ -355,14 +418,16 @@ fn run(cli: &Cli) -> Result<bool, String> {
             settle,
             lines,
             login_limit,
+            transport,
         } => {
-            let under = server_for(&cli.server, *clients)?;
+            let under = server_for(&cli.server, *clients, transport.share() > 0.0)?;
             header(cli.json, &under);
             let load = Load {
                 clients: *clients,
                 senders: 1,
                 inflight: *inflight,
                 login_limit: *login_limit,
+                ws_share: transport.share(),
                 ..Load::default()
             };
             let r = scenario::connect(&under.target(), &load, *settle, *lines).map_err(e)?;
@@ -401,6 +466,7 @@ fn run(cli: &Cli) -> Result<bool, String> {
             drain,
             inflight,
             login_limit,
+            transport,
         } => {
             let load = Load {
                 clients: readers + senders,
@@ -409,6 +475,7 @@ fn run(cli: &Cli) -> Result<bool, String> {
                 drain: *drain,
                 inflight: *inflight,
                 login_limit: *login_limit,
+                ws_share: transport.share(),
                 ..Load::default()
             };
             let plan = BurstPlan {
@@ -416,7 +483,7 @@ fn run(cli: &Cli) -> Result<bool, String> {
                 bursts: *repeat,
                 pause: *pause,
             };
-            let under = server_for(&cli.server, load.clients)?;
+            let under = server_for(&cli.server, load.clients, load.ws_share > 0.0)?;
             header(cli.json, &under);
             let r = burst::burst(&under.target(), &load, &plan).map_err(e)?;
             drop(under);
@@ -433,6 +500,7 @@ fn run(cli: &Cli) -> Result<bool, String> {
             Ok(true)
         }
         Scenario::Targets { duration } => targets(cli, *duration),
+        Scenario::WebTargets { duration } => web_targets(cli, *duration),
     }
 }
 
@@ -456,7 +524,7 @@ fn targets(cli: &Cli, duration: f64) -> Result<bool, String> {
 
     // 1. 10,000 users at once.
     let n = 10_000;
-    let under = server_for(&cli.server, n)?;
+    let under = server_for(&cli.server, n, false)?;
     if let Under::Spawned(s) = &under {
         println!("server:  {}\n", s.command);
     }
@@ -582,7 +650,7 @@ fn targets(cli: &Cli, duration: f64) -> Result<bool, String> {
         from: 1000.0,
         ..RampPlan::default()
     };
-    let under = server_for(&cli.server, load.clients)?;
+    let under = server_for(&cli.server, load.clients, false)?;
     println!(
         "ramp: 1,000 clients, 10 senders, 64 B lines, {} s per step",
         load.duration
@@ -627,14 +695,19 @@ fn targets(cli: &Cli, duration: f64) -> Result<bool, String> {
 
     rows.extend(reconnect_targets(cli, &mut json)?);
     rows.push(burst_target(cli, &mut json)?);
+    print_table(cli, &rows, &json);
+    Ok(true)
+}
 
+/// Prints the JSON of every run (with `--json`) and the table of `rows`.
+fn print_table(cli: &Cli, rows: &[Row], json: &[String]) {
     if cli.json {
         println!("[{}]", json.join(",\n"));
     }
     println!("loadavg at end: {}\n", sys::loadavg());
     println!("| target | goal | measured | met |");
     println!("| --- | --- | --- | --- |");
-    for r in &rows {
+    for r in rows {
         println!(
             "| {} | {} | {} | {} |",
             r.what,
@@ -648,6 +721,202 @@ fn targets(cli: &Cli, duration: f64) -> Result<bool, String> {
             }
         );
     }
+}
+
+/// One ramp on a fresh server: `load` with rising rates from 1,000
+/// lines/s; prints every step and the result.
+fn ramp_run(cli: &Cli, load: &Load, json: &mut Vec<String>) -> Result<scenario::Ramp, String> {
+    let plan = RampPlan {
+        from: 1000.0,
+        ..RampPlan::default()
+    };
+    let under = server_for(&cli.server, load.clients, load.ws_share > 0.0)?;
+    println!(
+        "ramp: {} clients ({}), {} senders, {} B lines, {} s per step",
+        thousands(load.clients as f64),
+        transport_name(load.ws_share),
+        load.senders,
+        load.size,
+        load.duration
+    );
+    let r = scenario::ramp(&under.target(), load, &plan, |s| {
+        println!("{}", s.short(plan.limit_ns));
+    })
+    .map_err(|e| e.to_string())?;
+    drop(under);
+    println!("{}", r.text());
+    json.push(r.json());
+    Ok(r)
+}
+
+/// "TCP", "WebSocket" or "N % WebSocket".
+fn transport_name(share: f64) -> String {
+    match share {
+        s if s <= 0.0 => "TCP".into(),
+        s if s >= 1.0 => "WebSocket".into(),
+        s => format!("{:.0} % WebSocket", s * 100.0),
+    }
+}
+
+/// Issue 10's WebSocket targets, each on a fresh server: 10,000 idle
+/// WebSocket users (RSS per connection, next to TCP), the fan-out ramp over
+/// WebSocket against TCP in the same run, a mixed room of 500 + 500 (one
+/// order for all), and light load over WebSocket.
+fn web_targets(cli: &Cli, duration: f64) -> Result<bool, String> {
+    if cli.server.addr.is_some() {
+        return Err("web-targets starts its own servers; drop --addr/--pid".into());
+    }
+    let e = |e: std::io::Error| e.to_string();
+    let mut rows = Vec::new();
+    let mut json = Vec::new();
+    println!("machine: {}", sys::machine());
+    println!("loadavg at start: {}", sys::loadavg());
+
+    // 1. 10,000 idle users, WebSocket then TCP.
+    let mut per_conn = [f64::NAN; 2];
+    for (k, share) in [1.0, 0.0].into_iter().enumerate() {
+        let n = 10_000;
+        let under = server_for(&cli.server, n, share > 0.0)?;
+        if let Under::Spawned(s) = &under {
+            println!("server:  {}\n", s.command);
+        }
+        let load = Load {
+            clients: n,
+            senders: 1,
+            ws_share: share,
+            ..Load::default()
+        };
+        let c = scenario::connect(&under.target(), &load, 2.5, 3).map_err(e)?;
+        drop(under);
+        println!("{}", c.text());
+        json.push(c.json());
+        per_conn[k] = c.rss_per_conn();
+        let (goal, met) = if share > 0.0 {
+            ("<= 2,048 B", c.ok() && c.rss_per_conn() <= 2048.0)
+        } else {
+            ("-", c.ok())
+        };
+        rows.push(Row {
+            what: format!(
+                "server RSS per idle {} user, 10,000 logged in, (after - before) / N",
+                transport_name(share)
+            ),
+            goal: goal.into(),
+            got: format!(
+                "{:.0} B; all in after {:.2} s; one line to all in {:.1} ms (median of 3){}",
+                c.rss_per_conn(),
+                c.login.all_in_s,
+                c.line_p50(),
+                if c.ok() { "" } else { "; FAILED" }
+            ),
+            met,
+        });
+    }
+
+    // 2. The fan-out ramp, TCP then WebSocket, 1,000 users, 10 senders.
+    let base = Load {
+        clients: 1000,
+        senders: 10,
+        duration: (duration / 2.0).max(2.0),
+        ..Load::default()
+    };
+    let tcp = ramp_run(cli, &base, &mut json)?;
+    let ws = ramp_run(
+        cli,
+        &Load {
+            ws_share: 1.0,
+            ..base.clone()
+        },
+        &mut json,
+    )?;
+    let best = |r: &scenario::Ramp| r.best().map_or(0.0, |b| b.offered);
+    let ratio = best(&ws) / best(&tcp);
+    let describe = |r: &scenario::Ramp| {
+        r.best().map_or("none passed".into(), |b| {
+            format!(
+                "{} deliveries/s ({} lines/s), p99 {}, {:.3} µs server CPU per delivery",
+                thousands(b.offered),
+                thousands(b.rate),
+                dur(b.p99),
+                b.us_per_delivery()
+            )
+        })
+    };
+    rows.push(Row {
+        what: "(reference) ramp over TCP: highest rate with p99 <= 50 ms, 0 lost (1,000 users, 10 senders, 64 B)".into(),
+        goal: "-".into(),
+        got: describe(&tcp),
+        met: tcp.best().is_some(),
+    });
+    rows.push(Row {
+        what: "ramp over WebSocket, the same load, in the same run".into(),
+        goal: ">= 70 % of TCP".into(),
+        got: format!("{}; {:.0} % of TCP", describe(&ws), ratio * 100.0),
+        met: ratio >= 0.7,
+    });
+
+    // 3. A mixed room: 500 TCP + 500 WebSocket users, 10 senders (5 of
+    // each), every client checks the order.
+    let load = Load {
+        clients: 1000,
+        senders: 10,
+        duration,
+        ws_share: 0.5,
+        check_order: true,
+        ..Load::default()
+    };
+    let under = server_for(&cli.server, load.clients, true)?;
+    let f = scenario::fanout(&under.target(), &load, 1000.0).map_err(e)?;
+    drop(under);
+    println!("{}", f.text(1000.0));
+    json.push(f.json());
+    rows.push(Row {
+        what: "mixed room: 500 TCP + 500 WebSocket users, 10 senders (5 of each), 1,000 lines/s"
+            .into(),
+        goal: "every line to everyone, one order for all".into(),
+        got: match (&f.step, f.order) {
+            (Some(s), Some((complete, orders))) => format!(
+                "{} of {} delivered, {} lost; {} of 1,000 users got every line, {} order(s); p99 {}",
+                thousands(s.received as f64),
+                thousands(s.expected as f64),
+                thousands(s.lost as f64),
+                thousands(complete as f64),
+                orders,
+                dur(s.p99)
+            ),
+            _ => "login failed".into(),
+        },
+        met: f.ok() && f.same_order() == Some(true),
+    });
+
+    // 4. Light load over WebSocket: 100 users, 1,000 lines/s.
+    let load = Load {
+        clients: 100,
+        senders: 10,
+        duration,
+        ws_share: 1.0,
+        ..Load::default()
+    };
+    let under = server_for(&cli.server, load.clients, true)?;
+    let f = scenario::fanout(&under.target(), &load, 1000.0).map_err(e)?;
+    drop(under);
+    println!("{}", f.text(1000.0));
+    json.push(f.json());
+    rows.push(Row {
+        what: "light load over WebSocket: 100 users, 10 senders, 1,000 lines/s".into(),
+        goal: "p99 < 2 ms".into(),
+        got: f.step.as_ref().map_or("login failed".into(), |s| {
+            format!(
+                "p99 {} (p50 {}, p99.9 {}); lost {}",
+                dur(s.p99),
+                dur(s.p50),
+                dur(s.p999),
+                s.lost
+            )
+        }),
+        met: f.ok() && f.step.as_ref().is_some_and(|s| s.p99 < 2_000_000),
+    });
+    print_table(cli, &rows, &json);
     Ok(true)
 }
 
@@ -673,7 +942,7 @@ fn reconnect_targets(cli: &Cli, json: &mut Vec<String>) -> Result<Vec<Row>, Stri
             ))
         );
         let goal = format!("all in, every join notice read <= {limit_s} s");
-        let under = match server_for(&opts, load.clients) {
+        let under = match server_for(&opts, load.clients, false) {
             Ok(u) => u,
             Err(e) => {
                 rows.push(Row {
@@ -722,7 +991,7 @@ fn burst_target(cli: &Cli, json: &mut Vec<String>) -> Result<Row, String> {
         bursts: 5,
         pause: 2.5,
     };
-    let under = server_for(&cli.server, load.clients)?;
+    let under = server_for(&cli.server, load.clients, false)?;
     let b = burst::burst(&under.target(), &load, &plan).map_err(|e| e.to_string())?;
     drop(under);
     println!("{}", b.text());

@@ -12,6 +12,13 @@
 //! ([`Fleet::track_order`]) every client also keeps a fingerprint of the
 //! order in which it got the lines of all senders, so the run can check that
 //! all users saw one and the same order.
+//!
+//! Over WebSocket ([`Fleet::websocket`]: all clients, or a share of them
+//! spread evenly, senders included) a client upgrades `GET /ws` on the
+//! server's web port first, sends each line as one masked text message and
+//! reads each server line as one text frame, parsed in place in the same
+//! read buffer (see [`super::ws`]); only a frame cut off by the end of a
+//! read is kept, in the same small per-client buffer a cut line uses.
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
@@ -25,6 +32,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::hist::Histogram;
 use super::sys::{now_ns, TimerFd};
+use super::ws;
 
 const TIMER: Token = Token(usize::MAX);
 /// Bytes per `read`.
@@ -42,6 +50,9 @@ pub const NO_NOTICE: &str = "no notice reached a client still in the room (the s
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
+    /// WebSocket: the upgrade request is sent (or queued), its answer is
+    /// awaited.
+    Upgrading,
     /// Connecting, waiting for the greeting.
     Greeting,
     /// Sent the name, waiting for its own join notice.
@@ -55,7 +66,12 @@ enum State {
 struct Client {
     stream: TcpStream,
     state: State,
-    /// Start of a line that has not ended yet (usually empty).
+    /// Talks WebSocket instead of lines over TCP.
+    ws: bool,
+    /// WebSocket: the `Sec-WebSocket-Key` sent, until the answer is checked.
+    key: Option<Box<str>>,
+    /// Start of a line (or of a WebSocket frame, or of the upgrade's
+    /// answer) that has not ended yet (usually empty).
     partial: Vec<u8>,
     /// Bytes the kernel has not taken yet (usually empty).
     out: Vec<u8>,
@@ -151,6 +167,10 @@ pub struct Fleet {
     ready: Vec<(usize, bool, bool)>,
     next_ready: usize,
     addr: SocketAddr,
+    /// The server's web port, for clients that talk WebSocket.
+    web: Option<SocketAddr>,
+    /// The share of clients that talk WebSocket (0: none, 1: all).
+    ws_share: f64,
     prefix: String,
     clients: Vec<Client>,
     target: usize,
@@ -173,6 +193,8 @@ pub struct Fleet {
     departed: HashMap<Vec<u8>, String>,
     scratch: Vec<u8>,
     line_buf: Vec<u8>,
+    /// A line being framed for a WebSocket sender.
+    frame_buf: Vec<u8>,
     timer: TimerFd,
     /// Lines scheduled at or after this go into the histogram.
     measure_from: u64,
@@ -212,6 +234,8 @@ impl Fleet {
             ready: Vec::with_capacity(4096),
             next_ready: 0,
             addr,
+            web: None,
+            ws_share: 0.0,
             prefix: prefix.to_owned(),
             clients: Vec::new(),
             target: 0,
@@ -231,6 +255,7 @@ impl Fleet {
             departed: HashMap::new(),
             scratch: vec![0; READ_BUF],
             line_buf: Vec::with_capacity(line_size.max(64)),
+            frame_buf: Vec::with_capacity(line_size.max(64)),
             timer,
             measure_from: u64::MAX,
             window: (u64::MAX, u64::MAX),
@@ -244,6 +269,27 @@ impl Fleet {
     pub fn raw(mut self) -> Self {
         self.raw = true;
         self
+    }
+
+    /// A `share` of the clients (0 to 1, spread evenly over the client
+    /// numbers, so over the senders too) talk WebSocket to `web`.
+    pub fn websocket(mut self, web: SocketAddr, share: f64) -> Self {
+        self.web = Some(web);
+        self.ws_share = share.clamp(0.0, 1.0);
+        self
+    }
+
+    /// Whether client `i` talks WebSocket: with a share s, client i does
+    /// when floor((i + 1) s) > floor(i s), so any prefix of the clients has
+    /// its share of them.
+    pub fn is_ws(&self, i: usize) -> bool {
+        self.web.is_some()
+            && ((i + 1) as f64 * self.ws_share).floor() > (i as f64 * self.ws_share).floor()
+    }
+
+    /// Clients opened so far that talk WebSocket.
+    pub fn ws_clients(&self) -> usize {
+        self.clients.iter().filter(|c| c.ws).count()
     }
 
     /// Every client keeps a fingerprint of the order of its lines
@@ -347,7 +393,12 @@ impl Fleet {
     fn open_more(&mut self) {
         while self.clients.len() < self.target && self.inflight < self.max_inflight {
             let i = self.clients.len();
-            let opened = TcpStream::connect(self.addr).and_then(|mut s| {
+            let ws = self.is_ws(i);
+            let addr = match (ws, self.web) {
+                (true, Some(web)) => web,
+                _ => self.addr,
+            };
+            let opened = TcpStream::connect(addr).and_then(|mut s| {
                 self.poll.registry().register(
                     &mut s,
                     Token(i),
@@ -358,11 +409,23 @@ impl Fleet {
             match opened {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
+                    // The upgrade request waits in `out` until the connect
+                    // completes (the first WRITABLE event).
+                    let key = ws.then(ws::new_key);
+                    let out = key
+                        .as_deref()
+                        .map_or_else(Vec::new, |k| ws::upgrade_request(addr, k));
                     self.clients.push(Client {
                         stream,
-                        state: State::Greeting,
+                        state: if ws {
+                            State::Upgrading
+                        } else {
+                            State::Greeting
+                        },
+                        ws,
+                        key: key.map(String::into_boxed_str),
                         partial: Vec::new(),
-                        out: Vec::new(),
+                        out,
                         joins: 0,
                         order: Order::default(),
                         replaying: false,
@@ -415,8 +478,20 @@ impl Fleet {
     pub fn send_lines(&mut self, s: usize, seq: u32, count: u32, sched: u64) {
         let mut buf = std::mem::take(&mut self.line_buf);
         buf.clear();
-        for q in seq..seq + count {
-            self.push_line(&mut buf, s, q, sched);
+        if self.clients.get(s).is_some_and(|c| c.ws) {
+            // One text message per line, as a browser sends each Enter.
+            let mut line = std::mem::take(&mut self.frame_buf);
+            for q in seq..seq + count {
+                line.clear();
+                self.push_line(&mut line, s, q, sched);
+                line.pop(); // the LF
+                ws::push_text(&mut buf, &line, ws::mask_for(s));
+            }
+            self.frame_buf = line;
+        } else {
+            for q in seq..seq + count {
+                self.push_line(&mut buf, s, q, sched);
+            }
         }
         let now = now_ns();
         self.send_lag.record(now.saturating_sub(sched));
@@ -440,6 +515,19 @@ impl Fleet {
     /// Sends raw bytes from client `i`.
     pub fn send_raw(&mut self, i: usize, bytes: &[u8]) {
         self.write_to(i, bytes);
+    }
+
+    /// Sends one line (without LF) from client `i`, framed as its
+    /// transport wants.
+    fn send_text(&mut self, i: usize, line: &[u8]) {
+        let mut buf = Vec::with_capacity(line.len() + ws::MAX_HEADER + 1);
+        if self.clients[i].ws {
+            ws::push_text(&mut buf, line, ws::mask_for(i));
+        } else {
+            buf.extend_from_slice(line);
+            buf.push(b'\n');
+        }
+        self.write_to(i, &buf);
     }
 
     fn write_to(&mut self, i: usize, bytes: &[u8]) {
@@ -541,7 +629,11 @@ impl Fleet {
                 }
                 Ok(n) => {
                     let t = now_ns();
-                    self.take_lines(i, &buf[..n], t);
+                    if self.clients[i].ws {
+                        self.take_frames(i, &buf[..n], t);
+                    } else {
+                        self.take_lines(i, &buf[..n], t);
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -580,6 +672,100 @@ impl Fleet {
         }
         if start < data.len() {
             self.clients[i].partial.extend_from_slice(&data[start..]);
+        }
+    }
+
+    /// WebSocket bytes from client `i`: the upgrade's answer, then frames,
+    /// each parsed where it lies in `data`; a frame cut off at the end
+    /// waits in `partial`.
+    fn take_frames(&mut self, i: usize, mut data: &[u8], t: u64) {
+        if self.clients[i].state == State::Upgrading {
+            let c = &mut self.clients[i];
+            c.partial.extend_from_slice(data);
+            let Some(end) = ws::head_end(&c.partial) else {
+                return;
+            };
+            let mut head = std::mem::take(&mut c.partial);
+            let rest = head.split_off(end);
+            let key = c.key.take().unwrap_or_default();
+            if let Err(e) = ws::check_answer(&head, &key) {
+                return self.login_failed(i, e.as_bytes());
+            }
+            c.state = State::Greeting;
+            if !rest.is_empty() {
+                self.take_frames(i, &rest, t);
+            }
+            return;
+        }
+        if !self.clients[i].partial.is_empty() {
+            let used = self.finish_frame(i, data, t);
+            data = &data[used..];
+            if data.is_empty() {
+                return;
+            }
+        }
+        let mut at = 0;
+        while at < data.len() && self.clients[i].state != State::Gone {
+            match ws::parse(&data[at..]) {
+                Ok(Some(f)) if f.len() <= data.len() - at => {
+                    self.on_frame(i, f.kind, &data[at + f.header..at + f.len()], t);
+                    at += f.len();
+                }
+                Ok(_) => break,
+                Err(e) => return self.gone(i, &e),
+            }
+        }
+        if self.clients[i].state != State::Gone {
+            self.clients[i].partial.extend_from_slice(&data[at..]);
+        }
+    }
+
+    /// Completes the frame `partial` holds the start of with bytes from
+    /// `data`; returns how many of them it took.
+    fn finish_frame(&mut self, i: usize, data: &[u8], t: u64) -> usize {
+        let mut p = std::mem::take(&mut self.clients[i].partial);
+        let old = p.len();
+        // Enough for any header.
+        let k = data.len().min(ws::MAX_HEADER);
+        p.extend_from_slice(&data[..k]);
+        let used = match ws::parse(&p) {
+            Err(e) => {
+                self.gone(i, &e);
+                return data.len();
+            }
+            Ok(None) => data.len(), // fewer than 14 bytes came: all kept
+            Ok(Some(f)) => {
+                if p.len() < f.len() {
+                    let more = (f.len() - p.len()).min(data.len() - k);
+                    p.extend_from_slice(&data[k..k + more]);
+                }
+                if p.len() >= f.len() {
+                    self.on_frame(i, f.kind, &p[f.header..f.len()], t);
+                    let used = f.len() - old;
+                    p.clear();
+                    used
+                } else {
+                    data.len()
+                }
+            }
+        };
+        if p.capacity() <= 1024 && self.clients[i].state != State::Gone {
+            self.clients[i].partial = p;
+        }
+        used
+    }
+
+    /// One whole frame from the server to client `i`.
+    fn on_frame(&mut self, i: usize, kind: ws::Kind, payload: &[u8], t: u64) {
+        match kind {
+            ws::Kind::Line => self.on_line(i, payload, t),
+            ws::Kind::Close => self.gone(i, "close frame"),
+            ws::Kind::Ping => {
+                let mut pong = Vec::with_capacity(payload.len() + ws::MAX_HEADER);
+                ws::push_pong(&mut pong, payload, ws::mask_for(i));
+                self.write_to(i, &pong);
+            }
+            ws::Kind::Other => self.c.other += 1,
         }
     }
 
@@ -628,10 +814,9 @@ impl Fleet {
             }
             State::Greeting => {
                 if text.starts_with(b"Welcome!") {
-                    let mut name = format!("{}{i}", self.prefix).into_bytes();
-                    name.push(b'\n');
+                    let name = format!("{}{i}", self.prefix);
                     self.clients[i].state = State::Naming;
-                    self.write_to(i, &name);
+                    self.send_text(i, name.as_bytes());
                 } else {
                     self.login_failed(i, text);
                 }
@@ -641,6 +826,7 @@ impl Fleet {
                     self.login_failed(i, text);
                 }
             }
+            State::Upgrading => self.login_failed(i, text),
             State::In | State::Gone => {
                 if let Some((name, reason)) = departure(text) {
                     self.c.departures += 1;
@@ -714,7 +900,7 @@ impl Fleet {
                 self.c.dropped += 1;
                 self.dropped_ids.push(i);
             }
-            State::Greeting | State::Naming => {
+            State::Upgrading | State::Greeting | State::Naming => {
                 self.c.login_errors += 1;
                 self.inflight -= 1;
             }

@@ -12,7 +12,10 @@
 //! - [`cli`]: the command line (flags, scenarios, the `targets` table);
 //!   `src/main.rs` only parses and calls [`cli::main`].
 //! - [`fleet`]: the clients (one `mio::Poll`, edge-triggered, reads until
-//!   `WouldBlock`, lines parsed in place), with sequence and latency checks.
+//!   `WouldBlock`, lines parsed in place), with sequence and latency checks,
+//!   over TCP or WebSocket or both.
+//! - [`ws`]: the WebSocket client side: upgrade, masked text frames out,
+//!   server frames parsed in place.
 //! - [`scenario`]: `fanout`, `ramp`, `connect` and `floor`, and their
 //!   reports (text and JSON).
 //! - [`burst`]: readers in a room while a few users paste long texts at the
@@ -33,6 +36,7 @@ pub mod hist;
 pub mod ideal;
 pub mod scenario;
 pub mod sys;
+pub mod ws;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -45,6 +49,8 @@ use std::time::{Duration, Instant};
 pub struct Target {
     /// Its listening address.
     pub addr: SocketAddr,
+    /// Its web port (HTTP and WebSocket), when it listens on one.
+    pub web: Option<SocketAddr>,
     /// Its process id (for `/proc/PID/stat` and `/proc/PID/status`).
     pub pid: u32,
 }
@@ -79,6 +85,9 @@ impl ServerProc {
     /// Starts `path --host 127.0.0.1 --port P --rate 0 -q --max-clients M
     /// --idle-timeout 3600 EXTRA...` on a free port, under `taskset -c CPU`
     /// when `cpu` is given and `taskset` exists, and waits until it accepts.
+    /// With `web` it also listens for WebSocket clients (`--web-port` on a
+    /// free port, or the one `extra` names); without, `--no-web` unless
+    /// `extra` says otherwise.
     /// A flag in `extra` replaces the bench's own (`--rate`,
     /// `--max-clients`, `--idle-timeout`; `-q` gives way to any `-v`, `-q`
     /// or `--log-level`): the server takes each flag once.
@@ -86,10 +95,11 @@ impl ServerProc {
         path: &Path,
         cpu: Option<usize>,
         max_clients: usize,
+        web: bool,
         extra: &[String],
     ) -> io::Result<ServerProc> {
-        // -q hides the "listening on" line, so pick the port here.
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        // -q hides the "listening on" line, so pick the ports here.
+        let port = free_port()?;
         let mut args: Vec<String> = ["--host", "127.0.0.1", "--port", &port.to_string()]
             .iter()
             .map(|s| s.to_string())
@@ -99,7 +109,13 @@ impl ServerProc {
                 .iter()
                 .any(|a| a == flag || a.strip_prefix(flag).is_some_and(|v| v.starts_with('=')))
         };
-        if !given("--web-port") && !extra.iter().any(|a| a == "--no-web") {
+        let mut web_port = flag_value(extra, "--web-port").and_then(|v| v.parse().ok());
+        if web && web_port.is_none() {
+            let p = free_port()?;
+            args.extend(["--web-port".to_string(), p.to_string()]);
+            web_port = Some(p);
+        }
+        if web_port.is_none() && !extra.iter().any(|a| a == "--no-web") {
             args.push("--no-web".into());
         }
         for (flag, value) in [
@@ -121,13 +137,15 @@ impl ServerProc {
             args.push("-q".into());
         }
         args.extend(extra.iter().cloned());
-        Self::start(path, &args, cpu, port)
+        let mut s = Self::start(path, &args, cpu, port)?;
+        s.target.web = web_port.map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
+        Ok(s)
     }
 
     /// Starts this executable's hidden `ideal-server` (see [`ideal`]) on a
     /// free port, pinned like [`ServerProc::spawn`].
     pub fn spawn_ideal(cpu: Option<usize>) -> io::Result<ServerProc> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = free_port()?;
         let me = std::env::current_exe()?;
         let args = [
             "ideal-server".to_string(),
@@ -188,10 +206,30 @@ impl ServerProc {
         let pid = child.id();
         Ok(ServerProc {
             child,
-            target: Target { addr, pid },
+            target: Target {
+                addr,
+                web: None,
+                pid,
+            },
             command,
         })
     }
+}
+
+/// A port on 127.0.0.1 that is free right now.
+fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The value of `flag` in `args`, given as `FLAG=VALUE` or `FLAG VALUE`.
+fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    args.iter().enumerate().find_map(|(i, a)| {
+        if a == flag {
+            args.get(i + 1).map(String::as_str)
+        } else {
+            a.strip_prefix(flag).and_then(|v| v.strip_prefix('='))
+        }
+    })
 }
 
 impl Drop for ServerProc {

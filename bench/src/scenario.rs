@@ -44,6 +44,12 @@ pub struct Load {
     pub login_limit: f64,
     /// Prefix of the user names.
     pub prefix: String,
+    /// The share of clients (senders included, spread evenly) that talk
+    /// WebSocket to the server's web port: 0 none, 1 all.
+    pub ws_share: f64,
+    /// Every client fingerprints the order of the lines it gets, so the
+    /// run can tell whether all saw one order (`fanout`).
+    pub check_order: bool,
 }
 
 impl Default for Load {
@@ -58,6 +64,8 @@ impl Default for Load {
             inflight: 0,
             login_limit: 120.0,
             prefix: "b".into(),
+            ws_share: 0.0,
+            check_order: false,
         }
     }
 }
@@ -75,6 +83,8 @@ pub struct Login {
     pub all_notices_s: f64,
     /// Clients logging in at the same time, at most (0: no cap).
     pub inflight: usize,
+    /// Clients that talk WebSocket.
+    pub ws_clients: usize,
     /// Join notices read.
     pub joins: u64,
     /// Joins the server announced to everyone: N, or fewer when it stops
@@ -182,6 +192,9 @@ pub struct Fanout {
     pub login: Login,
     /// The measured run (absent if the login failed).
     pub step: Option<Step>,
+    /// With `load.check_order`: clients that got every line, and how many
+    /// distinct orders they saw (1: one and the same order).
+    pub order: Option<(usize, usize)>,
 }
 
 /// Result of `ramp`.
@@ -311,6 +324,7 @@ pub(crate) fn log_in(fleet: &mut Fleet, target: &Target, load: &Load) -> Login {
         all_in_s: c.last_login_ns.saturating_sub(t0) as f64 / 1e9,
         all_notices_s: c.last_join_ns.saturating_sub(t0) as f64 / 1e9,
         inflight: load.inflight,
+        ws_clients: fleet.ws_clients(),
         joins: c.joins - before.joins,
         announced,
         joins_expected: fleet.joins_for(n, announced),
@@ -422,13 +436,25 @@ pub(crate) fn check_load(load: &Load) -> io::Result<()> {
 
 /// The clients `load` describes, not yet connected, against `target`.
 pub(crate) fn fleet_for(target: &Target, load: &Load) -> io::Result<Fleet> {
-    Fleet::new(
+    let fleet = Fleet::new(
         target.addr,
         &load.prefix,
         load.senders,
         load.size,
         load.inflight,
-    )
+    )?;
+    let fleet = if load.check_order {
+        fleet.track_order()
+    } else {
+        fleet
+    };
+    if load.ws_share <= 0.0 {
+        return Ok(fleet);
+    }
+    let web = target.web.ok_or_else(|| {
+        io::Error::other("WebSocket clients need the server's web port (--web-addr)")
+    })?;
+    Ok(fleet.websocket(web, load.ws_share))
 }
 
 /// The `fanout` scenario at `rate` lines/s.
@@ -442,11 +468,16 @@ pub fn fanout(target: &Target, load: &Load, rate: f64) -> io::Result<Fanout> {
     } else {
         None
     };
+    let order = match &step {
+        Some(s) if load.check_order => Some(fleet.orders(s.lines)),
+        _ => None,
+    };
     fleet.close();
     Ok(Fanout {
         load: load.clone(),
         login,
         step,
+        order,
     })
 }
 
@@ -563,7 +594,7 @@ fn connect_with(
     let mut load = load.clone();
     load.senders = 1;
     check_load(&load)?;
-    let mut fleet = Fleet::new(target.addr, &load.prefix, 1, load.size, load.inflight)?;
+    let mut fleet = fleet_for(target, &load)?;
     if raw {
         fleet = fleet.raw();
     }
@@ -680,8 +711,13 @@ impl Login {
             0 => " (all at once)".to_string(),
             k => format!(" (at most {} logging in at a time)", thousands(k as f64)),
         };
+        let ws = match self.ws_clients {
+            0 => String::new(),
+            k if k == self.clients => " (all over WebSocket)".to_string(),
+            k => format!(" ({} over WebSocket)", thousands(k as f64)),
+        };
         let mut s = format!(
-            "  login       {} of {} in after {:.3} s{cap}; all {} join notices read after {:.3} s\n",
+            "  login       {} of {}{ws} in after {:.3} s{cap}; all {} join notices read after {:.3} s\n",
             thousands(self.logged_in as f64),
             thousands(self.clients as f64),
             self.all_in_s,
@@ -716,8 +752,9 @@ impl Login {
     /// As a JSON object.
     pub fn json(&self) -> String {
         format!(
-            "{{\"clients\":{},\"logged_in\":{},\"all_in_s\":{},\"all_notices_s\":{},\"inflight\":{},\"joins\":{},\"announced\":{},\"joins_expected\":{},\"errors\":{},\"first_error\":{},\"server_cpu_s\":{},\"bench_cpu_s\":{}}}",
+            "{{\"clients\":{},\"ws_clients\":{},\"logged_in\":{},\"all_in_s\":{},\"all_notices_s\":{},\"inflight\":{},\"joins\":{},\"announced\":{},\"joins_expected\":{},\"errors\":{},\"first_error\":{},\"server_cpu_s\":{},\"bench_cpu_s\":{}}}",
             self.clients,
+            self.ws_clients,
             self.logged_in,
             jnum(self.all_in_s),
             jnum(self.all_notices_s),
@@ -839,7 +876,16 @@ impl Step {
 impl Fanout {
     /// Logged in, and the step lost nothing.
     pub fn ok(&self) -> bool {
-        self.login.ok() && self.step.as_ref().is_some_and(Step::clean)
+        self.login.ok()
+            && self.step.as_ref().is_some_and(Step::clean)
+            && self.same_order() != Some(false)
+    }
+
+    /// With order checking: whether every client got every line, all in
+    /// one order.
+    pub fn same_order(&self) -> Option<bool> {
+        self.order
+            .map(|(complete, orders)| complete == self.load.clients && orders == 1)
     }
 
     /// A readable report.
@@ -858,13 +904,27 @@ impl Fanout {
         if let Some(step) = &self.step {
             s.push_str(&step.text());
         }
+        if let Some((complete, orders)) = self.order {
+            let _ = writeln!(
+                s,
+                "  order       {} of {} clients got every line; {} distinct order(s){}",
+                thousands(complete as f64),
+                thousands(self.load.clients as f64),
+                orders,
+                if self.same_order() == Some(true) {
+                    ": one order for all"
+                } else {
+                    ""
+                }
+            );
+        }
         s
     }
 
     /// As a JSON object.
     pub fn json(&self) -> String {
         format!(
-            "{{\"scenario\":\"fanout\",\"clients\":{},\"senders\":{},\"size\":{},\"duration_s\":{},\"warmup_s\":{},\"login\":{},\"run\":{},\"ok\":{}}}",
+            "{{\"scenario\":\"fanout\",\"clients\":{},\"senders\":{},\"size\":{},\"duration_s\":{},\"warmup_s\":{},\"login\":{},\"run\":{},\"complete\":{},\"orders\":{},\"same_order\":{},\"ok\":{}}}",
             self.load.clients,
             self.load.senders,
             self.load.size,
@@ -872,6 +932,9 @@ impl Fanout {
             jnum(self.load.warmup),
             self.login.json(),
             self.step.as_ref().map_or("null".into(), Step::json),
+            self.order.map_or("null".into(), |o| o.0.to_string()),
+            self.order.map_or("null".into(), |o| o.1.to_string()),
+            self.same_order().map_or("null".into(), |b| b.to_string()),
             self.ok()
         )
     }

@@ -178,3 +178,82 @@ fn burst_reaches_every_reader_in_one_order() {
     assert_eq!(field(&out, "same_order"), "true", "{out}");
     assert_eq!(field(&out, "samples"), "12720", "{out}");
 }
+
+/// The fan-out with every client over WebSocket: the same counts as over
+/// TCP, nothing lost.
+#[test]
+fn fanout_over_websocket_delivers_every_line_to_every_client() {
+    let (ok, out) = bench(&[
+        "fanout", "-n", "12", "-s", "3", "-r", "150", "-d", "1", "--warmup", "0.2", "--ws",
+    ]);
+    assert!(ok, "chat-bench fanout --ws failed:\n{out}");
+    assert_eq!(field(&out, "ws_clients"), "12", "{out}");
+    assert_eq!(field(&out, "logged_in"), "12", "{out}");
+    assert_eq!(field(&out, "joins"), "78", "{out}");
+    assert_eq!(field(&out, "lines"), "180", "{out}");
+    assert_eq!(field(&out, "received"), "2160", "{out}");
+    assert_eq!(field(&out, "lost"), "0", "{out}");
+    assert_eq!(field(&out, "reordered"), "0", "{out}");
+    assert_eq!(field(&out, "dropped"), "0", "{out}");
+}
+
+/// Half the clients over WebSocket, half over TCP, senders of both kinds,
+/// and every client checks the order: all got every line in one order.
+#[test]
+fn mixed_room_sees_one_order() {
+    let (ok, out) = bench(&[
+        "fanout",
+        "-n",
+        "20",
+        "-s",
+        "4",
+        "-r",
+        "200",
+        "-d",
+        "1",
+        "--warmup",
+        "0.2",
+        "--ws-share",
+        "0.5",
+        "--check-order",
+    ]);
+    assert!(ok, "chat-bench fanout --ws-share failed:\n{out}");
+    assert_eq!(field(&out, "ws_clients"), "10", "{out}");
+    assert_eq!(field(&out, "lost"), "0", "{out}");
+    assert_eq!(field(&out, "complete"), "20", "{out}");
+    assert_eq!(field(&out, "orders"), "1", "{out}");
+    assert_eq!(field(&out, "same_order"), "true", "{out}");
+}
+
+/// `connect` and `burst` over WebSocket log everyone in and lose nothing.
+#[test]
+fn connect_and_burst_over_websocket() {
+    let (ok, out) = bench(&[
+        "connect", "-n", "60", "--lines", "2", "--settle", "0.2", "--ws",
+    ]);
+    assert!(ok, "chat-bench connect --ws failed:\n{out}");
+    assert_eq!(field(&out, "ws_clients"), "60", "{out}");
+    assert_eq!(field(&out, "joins"), "1830", "{out}");
+    assert_eq!(field(&out, "line_lost"), "0", "{out}");
+    let (ok, out) = bench(&[
+        "burst",
+        "-n",
+        "20",
+        "-s",
+        "3",
+        "-l",
+        "40",
+        "-b",
+        "4000",
+        "-r",
+        "1",
+        "--pause",
+        "0.2",
+        "--ws-share",
+        "0.5",
+        "--server-arg=--max-pending=1048576",
+    ]);
+    assert!(ok, "chat-bench burst --ws-share failed:\n{out}");
+    assert_eq!(field(&out, "received"), "2760", "{out}");
+    assert_eq!(field(&out, "same_order"), "true", "{out}");
+}
