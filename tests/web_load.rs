@@ -262,23 +262,24 @@ fn ws_crowd(web: SocketAddr, prefix: &str, n: usize) -> Vec<WsClient> {
 }
 
 /// Memory: what an idle WebSocket user costs the server, next to an idle
-/// TCP user (the target is at most 2 KiB; TCP costs about 470 B). The
-/// figure is printed; the bound is generous, so a slow or noisy machine
-/// does not fail it (the benchmark measures 10,000).
+/// TCP user, with the default flags (so each got the room's recent lines at
+/// login). The target is at most 2 KiB. The figure is printed; the bound
+/// is twice the target, for the noise of a small sample (the benchmark
+/// measures 10,000).
 #[test]
 fn idle_ws_user_costs_little_memory() {
     let _heavy = one_at_a_time();
     const N: usize = 2000;
-    const SETTLE: Duration = Duration::from_millis(1200);
-    let args = ["--announce-limit", "1", "--history", "0"];
-    let server = Server::start(&args);
+    // The sweep (once a second) gives back buffers a login left large.
+    const SETTLE: Duration = Duration::from_millis(2500);
+    let server = Server::start(&[]);
     let before = server.rss_kib();
     let crowd = ws_crowd(web(&server), "w", N);
-    std::thread::sleep(SETTLE); // a sweep gives back large buffers
+    std::thread::sleep(SETTLE);
     let after = server.rss_kib();
     let ws_per = (after - before) as f64 * 1024.0 / N as f64;
     drop(crowd);
-    let server = Server::start(&args);
+    let server = Server::start(&[]);
     let before_tcp = server.rss_kib();
     let crowd: Vec<_> = (0..N).map(|i| server.login(&format!("t{i}"))).collect();
     std::thread::sleep(SETTLE);
@@ -289,5 +290,5 @@ fn idle_ws_user_costs_little_memory() {
         "idle users, {N} of each: WebSocket {ws_per:.0} B per connection (RSS {before} -> {after} KiB), \
          TCP {tcp_per:.0} B (RSS {before_tcp} -> {after_tcp} KiB)"
     );
-    assert!(ws_per < 8192.0, "{ws_per:.0} B per idle WebSocket user");
+    assert!(ws_per < 4096.0, "{ws_per:.0} B per idle WebSocket user");
 }

@@ -142,8 +142,11 @@ const TURN_BUDGET_MAX: usize = 64 * 1024;
 const BEHIND_PAUSE: Duration = Duration::from_millis(5);
 /// How long accepting pauses after an error such as EMFILE.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-/// A write buffer with more capacity than this is given back when empty.
-const KEEP_OUT_CAPACITY: usize = 4096;
+/// A write buffer with more capacity than this is given back by the sweep
+/// when empty. Small: a login's history replay (about 1 KiB) would
+/// otherwise stay with every idle connection (an idle user's buffer only
+/// ever holds a notice or a pong; a busy one reallocates once a sweep).
+const KEEP_OUT_CAPACITY: usize = 512;
 /// Capacity each broadcast log keeps between turns.
 const LOG_KEEP: usize = 64 * 1024;
 /// Listen backlog: a burst of thousands of connects must not hit SYN retries.
