@@ -41,6 +41,44 @@ fn root_is_the_page_in_utf8_html() {
         resp.text()
     );
     assert_eq!(resp.header("connection"), Some("close"));
+    // It may load nothing from anywhere else: the browser is told so.
+    let csp = resp
+        .header("content-security-policy")
+        .expect("a Content-Security-Policy");
+    assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    for directive in csp.split(';').map(str::trim) {
+        let sources = directive.split_whitespace().skip(1);
+        for src in sources {
+            assert!(
+                ["'self'", "'none'"].contains(&src)
+                    || src.ends_with(&format!("//{}", web(&server))),
+                "{directive} lets the page load from {src}"
+            );
+        }
+    }
+}
+
+/// §9: the web side listens on `--host` (the port `--web-port 0` picked is
+/// logged with the URL to open); `--no-web` turns it off.
+#[test]
+fn web_port_is_logged_and_no_web_turns_it_off() {
+    let server = Server::start(&[]);
+    let w = web(&server);
+    assert_eq!(w.ip().to_string(), "127.0.0.1");
+    support::wait_log(
+        &server,
+        &format!(
+            "web on {w}: open http://localhost:{}/ in a browser",
+            w.port()
+        ),
+        common::WAIT,
+    );
+    let off = Server::start(&["--no-web"]);
+    assert_eq!(off.web_addr, None);
+    assert!(!off.logs().contains("web on"), "{}", off.logs());
+    let mut c = off.login("alone");
+    c.send("/who");
+    c.expect("[SERVER]: 1 user online: alone");
 }
 
 /// §9: `GET /healthz` is `200` with the body `ok`; a query string is
