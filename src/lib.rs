@@ -24,6 +24,8 @@
 //!   and socket), reconnects, keepalive and login as unit-tested policy code
 //!   ([`client::policy`], [`client::login`]).
 //! - [`logging`]: log set-up shared by the binaries (logs go to stderr).
+//! - [`web`]: the web side: the chat page's files (`web/`) compiled into the
+//!   binary ([`web::assets`]).
 //! - `src/bin/`: thin `main`s that parse flags and call the library.
 
 pub mod bench;
@@ -33,3 +35,4 @@ pub mod logging;
 pub mod room;
 pub mod server;
 pub mod text;
+pub mod web;
