@@ -7,7 +7,9 @@
 mod browser_support;
 mod common;
 
-use browser_support::{out_dir, port_of, wait_web_url, Chromium, Msg, StaticSite, Viewport};
+use browser_support::{
+    out_dir, port_of, wait_web_url, web_url_in, Chromium, Msg, StaticSite, Viewport,
+};
 use common::Server;
 use serde_json::json;
 
@@ -95,6 +97,35 @@ fn the_embedded_page_loads_and_asks_for_a_name() {
         phone.display(),
         failed.display()
     );
+}
+
+/// The server's log line with the page's address is read whatever its
+/// wording around the URL.
+#[test]
+fn the_page_url_is_read_from_the_log() {
+    for (log, want) in [
+        (
+            "INFO  web: http://127.0.0.1:41234/\n",
+            "http://127.0.0.1:41234/",
+        ),
+        (
+            "open http://127.0.0.1:8080 in a browser",
+            "http://127.0.0.1:8080/",
+        ),
+        (
+            "page at http://[::1]:8080/index.html.",
+            "http://[::1]:8080/",
+        ),
+        (
+            "listening on 127.0.0.1:5\nweb (https://localhost:8443/)",
+            "https://localhost:8443/",
+        ),
+    ] {
+        assert_eq!(web_url_in(log).as_deref(), Some(want), "{log:?}");
+    }
+    assert_eq!(web_url_in("listening on 127.0.0.1:53000"), None);
+    assert_eq!(port_of("http://127.0.0.1:41234/"), 41234);
+    assert_eq!(port_of("http://[::1]:8080/"), 8080);
 }
 
 /// The page's reading of server lines (`Lines`, `Names` in app.js), run in

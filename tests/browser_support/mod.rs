@@ -403,21 +403,19 @@ pub fn js_string(s: &str) -> String {
     serde_json::to_string(s).expect("JSON string")
 }
 
-/// The page's URL in the server's log: the first `http://` or `https://`
-/// address logged (e.g. `web: http://127.0.0.1:41234/`). The one place
-/// that knows the log's wording.
+/// The page's URL in the server's log: the origin (`http://HOST:PORT/`) of
+/// the first `http://` or `https://` address logged, e.g. from
+/// `web: http://127.0.0.1:41234/`. The one place that knows the log's
+/// wording.
 pub fn web_url_in(log: &str) -> Option<String> {
     let at = log.find("http://").or_else(|| log.find("https://"))?;
-    let url: String = log[at..]
+    let (scheme, rest) = log[at..].split_once("://")?;
+    let authority: String = rest
         .chars()
-        .take_while(|c| !c.is_whitespace() && *c != ')' && *c != '"' && *c != '\'')
+        .take_while(|c| !c.is_whitespace() && !"/)\"',;".contains(*c))
         .collect();
-    let url = url.trim_end_matches(['.', ',']);
-    Some(if url.ends_with('/') {
-        url.to_owned()
-    } else {
-        format!("{url}/")
-    })
+    let authority = authority.trim_end_matches('.');
+    (!authority.is_empty()).then(|| format!("{scheme}://{authority}/"))
 }
 
 /// The port in a URL such as `http://127.0.0.1:41234/`.
