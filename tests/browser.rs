@@ -322,7 +322,6 @@ fn the_page_reads_every_kind_of_server_line() {
 /// `/ids on`, `/since ID` and `/history N` (section 8) and `--history-db`
 /// so ids go on across the restart.
 #[test]
-#[ignore = "needs chat-server's web side (--web-port, GET /, GET /ws) and history (/ids, /since, --history-db)"]
 fn pages_and_a_tcp_user_share_the_room_and_the_page_resumes_after_a_restart() {
     let db = out_dir().join(format!("browser-history-{}.db", std::process::id()));
     let _ = std::fs::remove_file(&db);
