@@ -58,6 +58,37 @@ fn root_is_the_page_in_utf8_html() {
     }
 }
 
+/// §9: every file the page names (its `src` and `href` values) is served
+/// from the server, byte for byte as in `web/`, with a content type; none
+/// is on another host.
+#[test]
+fn the_pages_own_files_are_served() {
+    let server = Server::start(&[]);
+    let w = web(&server);
+    let page = get(w, "/").text().to_owned();
+    let mut named: Vec<&str> = Vec::new();
+    for attr in ["src=\"", "href=\""] {
+        for piece in page.split(attr).skip(1) {
+            named.push(piece.split('"').next().unwrap_or_default());
+        }
+    }
+    named.sort_unstable();
+    named.dedup();
+    assert!(!named.is_empty(), "the page names no file:\n{page}");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+    for name in named {
+        assert!(
+            !name.contains("//") && !name.contains(':'),
+            "the page loads {name} from elsewhere"
+        );
+        let resp = get(w, &format!("/{}", name.trim_start_matches('/')));
+        assert_eq!(resp.code, 200, "{name}");
+        assert!(resp.header("content-type").is_some(), "{name}");
+        let file = std::fs::read(dir.join(name.trim_start_matches('/'))).expect("the file in web/");
+        assert!(resp.body == file, "{name} differs from web/{name}");
+    }
+}
+
 /// §9: the web side listens on `--host` (the port `--web-port 0` picked is
 /// logged with the URL to open); `--no-web` turns it off.
 #[test]
