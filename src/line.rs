@@ -50,6 +50,18 @@ impl LineReader {
         self.partial.capacity()
     }
 
+    /// Gives back the buffer of an unfinished line when nothing waits in it
+    /// and it holds more than `keep` bytes (a long line left it large);
+    /// returns the bytes given back.
+    pub fn shrink(&mut self, keep: usize) -> usize {
+        if !self.partial.is_empty() || self.partial.capacity() <= keep {
+            return 0;
+        }
+        let freed = self.partial.capacity();
+        self.partial = Vec::new();
+        freed
+    }
+
     /// Feeds `data` in and calls `on` for every frame it completes, in order.
     /// `on` returns `false` to stop early (the connection is closing, or the
     /// loop's budget for this turn is spent). Returns how many bytes of
@@ -118,6 +130,24 @@ impl LineReader {
 mod tests {
     use super::*;
 
+    #[test]
+    fn shrink_gives_back_an_empty_buffer_only() {
+        let mut r = LineReader::new(4096);
+        let mut n = 0;
+        r.feed(&[b'a'; 600], |_| true);
+        assert_eq!(r.shrink(128), 0, "a line is waiting");
+        r.feed(b"\n", |_| {
+            n += 1;
+            true
+        });
+        assert_eq!(n, 1);
+        assert!(r.capacity() >= 600);
+        assert!(r.shrink(128) >= 600);
+        assert_eq!(r.capacity(), 0);
+        r.feed(b"short", |_| true);
+        r.feed(b"\n", |_| true);
+        assert_eq!(r.shrink(128), 0, "small buffers stay");
+    }
     fn frames(reader: &mut LineReader, chunks: &[&[u8]]) -> Vec<Result<Vec<u8>, ()>> {
         let mut out = Vec::new();
         for c in chunks {

@@ -53,6 +53,14 @@ impl Kind {
     pub fn is_ws(&self) -> bool {
         matches!(self, Kind::Ws { .. })
     }
+
+    /// Its line reader, for the kinds that read lines.
+    pub fn lines_mut(&mut self) -> Option<&mut LineReader> {
+        match self {
+            Kind::Lines(lines) | Kind::Ws { lines, .. } => Some(lines),
+            Kind::Http(_) | Kind::Answered => None,
+        }
+    }
 }
 
 /// The transport of a chat connection, for `chat_connections`.

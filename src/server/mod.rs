@@ -162,6 +162,11 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// otherwise stay with every idle connection (an idle user's buffer only
 /// ever holds a notice or a pong; a busy one reallocates once a sweep).
 const KEEP_OUT_CAPACITY: usize = 512;
+/// A line reader's buffer with more capacity than this is given back by
+/// the sweep when empty: every WebSocket message passes through it (its end
+/// is an LF fed after it), so it would otherwise keep the longest message
+/// (up to 1 KiB) a user ever sent.
+const KEEP_LINE_CAPACITY: usize = 128;
 /// Capacity each broadcast log keeps between turns.
 const LOG_KEEP: usize = 64 * 1024;
 /// Listen backlog: a burst of thousands of connects must not hit SYN retries.
@@ -846,6 +851,9 @@ impl Server {
             if c.pending() == 0 && c.out.capacity() > KEEP_OUT_CAPACITY {
                 freed += c.out.capacity();
                 c.out = Vec::new();
+            }
+            if let Some(lines) = c.kind.lines_mut() {
+                freed += lines.shrink(KEEP_LINE_CAPACITY);
             }
         }
         for &(key, overdue) in &expired {
