@@ -3,10 +3,12 @@
 # machine and prints the method's facts and the results table that
 # BENCHMARKS.md holds.
 #
-# usage: scripts/bench.sh [-d SECONDS] [-b REV]
+# usage: scripts/bench.sh [-d SECONDS] [-b REV] [-w]
 #   -d SECONDS   seconds measured per fan-out run (ramp steps take half); default 10
 #   -b REV       also measure the chat-server of git revision REV (e.g. main),
 #                first, in the same run, with the same bench: before and after
+#   -w           then the WebSocket targets too (chat-bench web-targets, issue 10:
+#                about 3 more minutes)
 #
 # Needs 2 CPUs for the intended set-up (server pinned to CPU 0 with taskset,
 # bench on CPU 1) and a descriptor limit of at least 20,100 (hard limit;
@@ -16,11 +18,13 @@ cd "$(dirname "$0")/.."
 
 dur=10
 before=
-while getopts "d:b:h" opt; do
+web=
+while getopts "d:b:wh" opt; do
     case $opt in
         d) dur=$OPTARG ;;
         b) before=$OPTARG ;;
-        *) sed -n '2,13p' "$0"; exit 2 ;;
+        w) web=1 ;;
+        *) sed -n '2,15p' "$0"; exit 2 ;;
     esac
 done
 
@@ -53,4 +57,9 @@ if [ -n "$before" ]; then
     echo "== after: chat-server of $(git rev-parse --short HEAD)"
 fi
 target/release/chat-bench targets -d "$dur"
+if [ -n "$web" ]; then
+    echo
+    echo "== WebSocket targets"
+    target/release/chat-bench web-targets -d "$dur"
+fi
 echo "loadavg: $(cut -d' ' -f1-3 /proc/loadavg) (after)"
