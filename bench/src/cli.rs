@@ -854,6 +854,29 @@ fn web_targets(cli: &Cli, duration: f64) -> Result<bool, String> {
         got: format!("{}; {:.0} % of TCP", describe(&ws), ratio * 100.0),
         met: ratio >= 0.7,
     });
+    let most = |r: &scenario::Ramp| r.busiest().map_or(0.0, |b| b.throughput);
+    let sat = |r: &scenario::Ramp| {
+        r.busiest().map_or("?".into(), |b| {
+            format!(
+                "{} deliveries/s read at {} lines/s offered (server {:.0} %, bench {:.0} % of a core)",
+                thousands(b.throughput),
+                thousands(b.rate),
+                100.0 * b.server_cpu / b.span,
+                100.0 * b.bench_cpu / b.span
+            )
+        })
+    };
+    rows.push(Row {
+        what: "(reference) saturation, TCP then WebSocket: the most any step read".into(),
+        goal: "-".into(),
+        got: format!(
+            "TCP {}; WebSocket {}: {:.0} % of TCP",
+            sat(&tcp),
+            sat(&ws),
+            100.0 * most(&ws) / most(&tcp)
+        ),
+        met: tcp.busiest().is_some() && ws.busiest().is_some(),
+    });
 
     // 3. A mixed room: 500 TCP + 500 WebSocket users, 10 senders (5 of
     // each), every client checks the order.
