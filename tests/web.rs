@@ -701,6 +701,57 @@ fn one_order_for_tcp_and_ws_users() {
     }
 }
 
+/// §8 and §9: the four ways a public line can look (TCP or WebSocket, with
+/// or without ids) in one room, while lines from a paste and a multi-line
+/// message are broadcast in one turn with private lines between them: each
+/// user gets every line once, in one order, in its own form.
+#[test]
+fn every_form_of_a_line_in_one_turn() {
+    let server = Server::start(&["--rate", "0"]);
+    let w = web(&server);
+    let mut t = server.login("tt");
+    let mut ti = server.login("ti");
+    let mut ws = WsClient::login(w, "ww");
+    let mut wi = WsClient::login(w, "wi");
+    for c in [&mut ti as &mut dyn Chat, &mut wi] {
+        c.send("/ids on");
+        c.read_until("[SERVER]: Ids on: public lines now start with @ID.");
+    }
+    t.read_until("[SERVER]: wi joined the chat!");
+    ws.read_until("[SERVER]: wi joined the chat!");
+    // One write from t: chat, a private answer, chat, an action; then a
+    // WebSocket message of three lines with a private one among them.
+    t.send_raw(b"a\n/ping x\nb\n/me c\n");
+    t.expect("tt: a");
+    t.expect("/pong x");
+    t.expect("tt: b");
+    t.expect("* tt c");
+    wi.send("d\n/ping y\ne");
+    let plain = ["tt: a", "tt: b", "* tt c", "wi: d", "wi: e"];
+    let first = 5; // ids 1-4 are the four join notices
+    let with_ids: Vec<String> = plain
+        .iter()
+        .enumerate()
+        .map(|(k, l)| format!("@{} {l}", first + k))
+        .collect();
+    for (c, want) in [
+        (&mut ti as &mut dyn Chat, &with_ids[..]),
+        (&mut ws, &plain.map(String::from)[..]),
+    ] {
+        for l in want {
+            c.expect(l);
+        }
+    }
+    for (k, l) in with_ids.iter().enumerate() {
+        wi.expect(l);
+        if k == 3 {
+            wi.expect("/pong y");
+        }
+    }
+    t.expect("wi: d");
+    t.expect("wi: e");
+}
+
 // ---- limits and timeouts over WebSocket ----
 
 /// §1 and §9: `--max-line` applies to each line after the split at LF; a
