@@ -244,7 +244,7 @@ fn call(stream: &mut std::net::TcpStream, args: &[&[u8]]) -> io::Result<OwnedFra
     }
 }
 
-/// Records from an `XRANGE`/`XREVRANGE` reply: `[[id, [field, value]], ...]`.
+/// Records from an `XRANGE`/`XREVRANGE` reply: `[[0-ID, [r, BODY]], ...]`.
 fn stream_records(frame: &OwnedFrame) -> Vec<Record> {
     let OwnedFrame::Array(entries) = frame else {
         return Vec::new();
@@ -252,13 +252,14 @@ fn stream_records(frame: &OwnedFrame) -> Vec<Record> {
     entries
         .iter()
         .filter_map(|e| match e {
-            OwnedFrame::Array(parts) => match parts.get(1) {
-                Some(OwnedFrame::Array(fields)) => fields.get(1).and_then(bytes),
+            OwnedFrame::Array(parts) => match (parts.first().and_then(bytes), parts.get(1)) {
+                (Some(entry), Some(OwnedFrame::Array(fields))) => {
+                    record::from_stream(entry, fields.get(1).and_then(bytes)?)
+                }
                 _ => None,
             },
             _ => None,
         })
-        .filter_map(record::parse)
         .collect()
 }
 
