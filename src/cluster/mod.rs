@@ -50,7 +50,19 @@ const START_TIMEOUT: Duration = Duration::from_secs(3);
 /// to [`RETRY_MAX`].
 const RETRY_MIN: Duration = Duration::from_millis(100);
 /// The longest delay between reconnection attempts.
-const RETRY_MAX: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+/// After Redis lost its data (a restart without persistence), how long no
+/// server publishes: longer than [`RETRY_MAX`] and a connection, so every
+/// server that was connected has reconnected and lifted the id counter to
+/// its own last id before any new id is given out.
+const FENCE: Duration = Duration::from_secs(2);
+/// Heartbeats, and looks for dead servers, per `--node-ttl`: a heartbeat
+/// lives [`BEAT_LIFE`] of these periods, so two may be late before the
+/// others take this server out, and a dead server is taken out within
+/// `--node-ttl` (its last heartbeat expires, then the next look finds it).
+const BEATS_PER_TTL: u32 = 5;
+/// Periods a heartbeat lives.
+const BEAT_LIFE: u32 = 3;
 /// The stream keeps at least this many records (more if `--history` is
 /// larger), so a server that lost its link for a moment can catch up.
 const STREAM_MIN: usize = 1000;
@@ -130,12 +142,20 @@ pub struct Loaded {
 /// What a command's reply is for, in the order the commands were sent.
 #[derive(Debug)]
 enum Reply {
-    /// Nothing to do with it but check it is not an error.
+    /// Nothing to do with it; an error is only logged (a link's name, a
+    /// private message).
     Ignore(&'static str),
+    /// Nothing to do with it, but an error means Redis cannot do its part
+    /// now (loading its data, out of memory...): the link is dropped and
+    /// made again, and the resync and catch-up that follow put things right
+    /// (lines it did not order are told to their senders).
+    Must(&'static str),
     /// A login's claim: 0 means the name is taken.
     Join { conn: usize, tag: u64 },
     /// A rename: 0 means the name is taken.
     Rename { conn: usize, tag: u64 },
+    /// A heartbeat: 0 means the others took this server out of the room.
+    Beat,
     /// The resync after a (re)connection: names another server took.
     Resync,
     /// The names held in the whole room.
@@ -168,6 +188,9 @@ pub struct Cluster {
     synced: bool,
     /// Both links are ready and the room knows it.
     up: bool,
+    /// Redis lost its data: the link goes up at this instant, once every
+    /// server had its chance to lift the id counter.
+    fence: Option<Instant>,
     /// Reconnecting: the next attempt and the delay after it.
     retry: Option<(Instant, Duration)>,
     /// When the link was lost (for the log).
@@ -369,13 +392,14 @@ pub fn start(settings: Settings) -> Result<(Cluster, Loaded), String> {
         subscribed: 0,
         synced: false,
         up: true,
+        fence: None,
         retry: None,
         lost_at: None,
         order: Order::new(last_id),
         in_flight: Vec::new(),
         epoch: 0,
         next_beat: now,
-        next_reap: now + settings.node_ttl / 2,
+        next_reap: now + settings.node_ttl / BEATS_PER_TTL,
         farewell: false,
         tokens: (Token(0), Token(0)),
         settings,
@@ -449,17 +473,52 @@ impl Cluster {
         if self.settings.url.db != 0 {
             if let Some(cmd) = self.cmd.as_mut() {
                 cmd.command(&[b"SELECT", db.as_bytes()]);
-                self.replies.push_back(Reply::Ignore("SELECT"));
+                self.replies.push_back(Reply::Must("SELECT"));
             }
+        }
+        // Named, so CLIENT LIST in Redis says which server a link is.
+        let name = |what: &str| format!("{}:{}:{what}", self.settings.name, self.node);
+        let (cmd_name, sub_name) = (name("cmd"), name("sub"));
+        if let Some(cmd) = self.cmd.as_mut() {
+            cmd.command(&[b"CLIENT", b"SETNAME", cmd_name.as_bytes()]);
+            self.replies.push_back(Reply::Ignore("CLIENT SETNAME"));
+        }
+        if let Some(sub) = self.sub.as_mut() {
+            // Its +OK is not a message: the subscribed side skips it.
+            sub.command(&[b"CLIENT", b"SETNAME", sub_name.as_bytes()]);
         }
         let up = std::mem::replace(&mut self.up, true);
         self.send_asks(room);
         self.up = up;
+        self.resync(room);
+        let p = self.settings.name.clone();
+        if let Some(sub) = self.sub.as_mut() {
+            sub.command(&[
+                b"SUBSCRIBE",
+                room_channel(&p).as_bytes(),
+                node_channel(&p, &self.node).as_bytes(),
+            ]);
+        }
+        self.subscribed = 0;
+    }
+
+    /// How long a heartbeat lives, in ms, as the scripts take it.
+    fn beat_life(&self) -> String {
+        (self.settings.node_ttl * BEAT_LIFE / BEATS_PER_TTL)
+            .as_millis()
+            .to_string()
+    }
+
+    /// This server's users and ids made to match Redis (after a connection,
+    /// or when the others took this server out), then the whole room's
+    /// names.
+    fn resync(&mut self, room: &Room) {
         let local = room.local_names();
         let maxlen = self.maxlen();
         let limit = self.settings.announce_limit.to_string();
-        let ttl = self.settings.node_ttl.as_millis().to_string();
+        let ttl = self.beat_life();
         let last = self.order.last().to_string();
+        let fence = FENCE.as_millis().to_string();
         let folded: Vec<String> = local.iter().map(|n| fold(n)).collect();
         let local = &local;
         let node = self.node.clone();
@@ -469,6 +528,7 @@ impl Cluster {
             node.as_bytes(),
             ttl.as_bytes(),
             last.as_bytes(),
+            fence.as_bytes(),
         ];
         for (name, f) in local.iter().zip(&folded) {
             args.push(name.as_bytes());
@@ -483,17 +543,8 @@ impl Cluster {
             ]);
             self.replies.push_back(Reply::Names);
         }
-        let p = self.settings.name.clone();
-        if let Some(sub) = self.sub.as_mut() {
-            sub.command(&[
-                b"SUBSCRIBE",
-                room_channel(&p).as_bytes(),
-                node_channel(&p, &self.node).as_bytes(),
-            ]);
-        }
-        self.subscribed = 0;
         self.synced = false;
-        self.next_beat = Instant::now() + self.settings.node_ttl / 3;
+        self.next_beat = Instant::now() + self.settings.node_ttl / BEATS_PER_TTL;
     }
 
     /// The room's asks of this turn go out as commands (nothing while the
@@ -555,7 +606,7 @@ impl Cluster {
                             f.as_bytes(),
                             &line,
                         ],
-                        Reply::Ignore("leave"),
+                        Reply::Must("leave"),
                     );
                 }
                 Ask::Rename {
@@ -605,7 +656,7 @@ impl Cluster {
             let mut args: Vec<&[u8]> = vec![maxlen.as_bytes()];
             args.extend(lines.iter().map(Vec::as_slice));
             let script = self.scripts.publish.clone();
-            self.eval(&script, &args, Reply::Ignore("publish"));
+            self.eval(&script, &args, Reply::Must("publish"));
         }
     }
 
@@ -622,20 +673,19 @@ impl Cluster {
                 self.reconnect(registry, now);
             }
         }
+        if self.fence.is_some_and(|t| now >= t) {
+            self.maybe_up(room, out, now);
+        }
         if self.up {
             self.send_asks(room);
         }
         if self.up && !self.farewell {
-            if now >= self.next_beat {
-                let ttl = self.settings.node_ttl.as_millis().to_string();
+            if now >= self.next_beat && self.synced {
+                let life = self.beat_life();
                 let node = self.node.clone();
                 let script = self.scripts.beat.clone();
-                self.eval(
-                    &script,
-                    &[node.as_bytes(), ttl.as_bytes()],
-                    Reply::Ignore("beat"),
-                );
-                self.next_beat = now + self.settings.node_ttl / 3;
+                self.eval(&script, &[node.as_bytes(), life.as_bytes()], Reply::Beat);
+                self.next_beat = now + self.settings.node_ttl / BEATS_PER_TTL;
             }
             if now >= self.next_reap {
                 let (maxlen, limit) = (self.maxlen(), self.settings.announce_limit.to_string());
@@ -644,9 +694,9 @@ impl Cluster {
                 self.eval(
                     &script,
                     &[maxlen.as_bytes(), limit.as_bytes(), node.as_bytes(), b""],
-                    Reply::Ignore("reap"),
+                    Reply::Must("reap"),
                 );
-                self.next_reap = now + self.settings.node_ttl / 2;
+                self.next_reap = now + self.settings.node_ttl / BEATS_PER_TTL;
             }
         }
         self.flush(room, out, now);
@@ -671,6 +721,9 @@ impl Cluster {
     pub fn next_due(&self) -> Instant {
         let mut next = self.next_beat.min(self.next_reap);
         if let Some((at, _)) = self.retry {
+            next = next.min(at);
+        }
+        if let Some(at) = self.fence {
             next = next.min(at);
         }
         next
@@ -734,6 +787,9 @@ impl Cluster {
         let mut frames = Vec::new();
         let result = link.read(|f| frames.push(f));
         for frame in frames {
+            if self.cmd.is_none() {
+                return; // a reply made this link go: the rest is moot
+            }
             if is_cmd {
                 self.reply(frame, room, out, now);
             } else {
@@ -754,30 +810,37 @@ impl Cluster {
         };
         if let OwnedFrame::Error(e) = &frame {
             let what_for = match &what {
-                Reply::Ignore(w) => w,
+                Reply::Ignore(w) | Reply::Must(w) => w,
                 Reply::Join { .. } => "a login",
                 Reply::Rename { .. } => "a rename",
+                Reply::Beat => "the heartbeat",
                 Reply::Resync => "the resync",
                 Reply::Names => "the names",
                 Reply::Range => "the history",
                 Reply::Farewell => "the farewell",
             };
             log::error!("cluster: Redis refused {what_for}: {e}");
-            if let Reply::Join { conn, tag } | Reply::Rename { conn, tag } = what {
-                room.claim_refused(conn, tag, now, out);
+            if !matches!(what, Reply::Ignore(_) | Reply::Farewell) {
+                let e = io::Error::other(format!("{what_for} refused"));
+                self.lost(&e, room, out, now);
             }
             return;
         }
         match what {
-            Reply::Ignore(_) | Reply::Farewell => {}
+            Reply::Ignore(_) | Reply::Must(_) | Reply::Farewell => {}
             Reply::Join { conn, tag } | Reply::Rename { conn, tag } => {
                 if int(&frame) == Some(0) {
                     room.claim_refused(conn, tag, now, out);
                 }
             }
             Reply::Resync => {
-                if let OwnedFrame::Array(conflicts) = &frame {
-                    for name in conflicts.iter().filter_map(bytes) {
+                if let OwnedFrame::Array(reply) = &frame {
+                    let fence = reply.first().and_then(int).unwrap_or(0);
+                    if fence > 0 {
+                        log::warn!("cluster: Redis lost its data; public lines wait {fence} ms so that every server's ids are in first");
+                        self.fence = Some(now + Duration::from_millis(fence as u64));
+                    }
+                    for name in reply.iter().skip(1).filter_map(bytes) {
                         let name = String::from_utf8_lossy(name);
                         log::warn!(
                             "cluster: {name} was taken on another server while the link was down"
@@ -787,6 +850,12 @@ impl Cluster {
                 }
                 self.synced = true;
                 self.maybe_up(room, out, now);
+            }
+            Reply::Beat => {
+                if int(&frame) == Some(0) && self.synced {
+                    log::warn!("cluster: the other servers took this one out of the room (no heartbeat within --node-ttl); putting its users back");
+                    self.resync(room);
+                }
             }
             Reply::Names => room.set_remote(users(&frame)),
             Reply::Range => {
@@ -818,6 +887,10 @@ impl Cluster {
         if self.up || !self.synced || self.subscribed < 2 {
             return;
         }
+        if self.fence.is_some_and(|t| now < t) {
+            return;
+        }
+        self.fence = None;
         self.up = true;
         self.retry = None;
         if let Some(at) = self.lost_at.take() {
@@ -941,6 +1014,7 @@ impl Cluster {
         self.replies.clear();
         self.subscribed = 0;
         self.synced = false;
+        self.fence = None;
         self.order.fetch_failed();
         self.retry = Some((now + delay, delay));
         if self.up {
