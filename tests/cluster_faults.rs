@@ -13,7 +13,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::{Client, Server};
-use redis_support::{enter, free_port, id_of, node, node_id, nodes, spread, wait_on, Keep, Redis};
+use redis_support::{
+    enter, free_port, id_of, node, node_id, nodes, read_public, spread, wait_on, Keep, Redis,
+};
 use support::nothing_before_marker;
 
 /// The `--node-ttl` of these tests, in seconds.
@@ -504,6 +506,61 @@ fn no_id_is_given_twice_when_redis_loses_its_data() {
         "{:?}",
         seen[1]
     );
+}
+
+/// A server too slow to read its subscription (here: stopped) is dropped by
+/// Redis (`client-output-buffer-limit pubsub`); that is a lost link like
+/// any other: its users are told, and once it is back they get every line
+/// they missed from the history kept in Redis, in order, once.
+#[test]
+fn a_subscriber_redis_dropped_catches_up() {
+    const LINES: usize = 1500;
+    let redis = Redis::start();
+    redis.call(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "pubsub 65536 0 0",
+    ]);
+    let servers = nodes(&redis, 2, &["--rate", "0", "--history", "2000"]);
+    let mut c = spread(&servers, &["quin", "rosa"], true);
+    servers[1].signal(libc::SIGSTOP);
+    let mut w = c[0].stream.try_clone().unwrap();
+    let pad = "x".repeat(3000);
+    let sender = thread::spawn(move || {
+        use std::io::Write;
+        for k in 0..LINES {
+            w.write_all(format!("{k} {pad}\n").as_bytes())
+                .expect("send");
+        }
+    });
+    let (sent, _) = read_public(&mut c[0], |p| p.len() == LINES);
+    sender.join().unwrap();
+    let clients = redis.text(&["CLIENT", "LIST"]);
+    let b = node_id(&servers[1]);
+    assert!(
+        !clients.contains(&format!("{b}:sub")),
+        "Redis did not drop the stopped server's subscription:\n{clients}"
+    );
+    servers[1].signal(libc::SIGCONT);
+    let (got, other) = read_public(&mut c[1], |p| p.len() == LINES);
+    assert_eq!(got, sent);
+    assert!(
+        other
+            .iter()
+            .any(|l| l.starts_with("[SERVER]: The link to the cluster is lost")),
+        "{other:?}"
+    );
+    let back = "[SERVER]: The link to the cluster is back; lines are delivered again.";
+    if !other.iter().any(|l| l == back) {
+        c[1].read_until(back);
+    }
+    // Nothing more (no line twice): the next line is a new one.
+    c[1].send("after");
+    for u in c.iter_mut() {
+        let (next, _) = read_public(u, |p| !p.is_empty());
+        assert_eq!(next[0].1, "rosa: after");
+    }
 }
 
 /// Redis refuses to write (its `maxmemory` is reached): a server treats

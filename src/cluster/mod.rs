@@ -63,6 +63,13 @@ const FENCE: Duration = Duration::from_secs(2);
 const BEATS_PER_TTL: u32 = 5;
 /// Periods a heartbeat lives.
 const BEAT_LIFE: u32 = 3;
+/// Bytes of ordered lines that may wait to be delivered; beyond them the
+/// subscribed link is not read (Redis keeps the rest, up to its pubsub
+/// output limit; if it drops this server for it, the catch-up from the
+/// stream takes over).
+const INBOX_MAX: usize = 1 << 20;
+/// Bytes read from the subscribed link at a time.
+const SUB_READ: usize = 64 * 1024;
 /// The stream keeps at least this many records (more if `--history` is
 /// larger), so a server that lost its link for a moment can catch up.
 const STREAM_MIN: usize = 1000;
@@ -166,6 +173,18 @@ enum Reply {
     Farewell,
 }
 
+/// What waits in the inbox, in order.
+#[derive(Debug)]
+enum Due {
+    /// A record to apply.
+    Record(Record),
+    /// Lines the catch-up did not find: the users are told.
+    Lost(u64),
+    /// After a catch-up's records: lines sent before the link was lost that
+    /// Redis never ordered are told to their senders.
+    Settle,
+}
+
 /// The cluster driver: the two links, the order, the timers.
 pub struct Cluster {
     /// How it is set up.
@@ -197,6 +216,15 @@ pub struct Cluster {
     lost_at: Option<Instant>,
     /// Delivery order and catch-up.
     order: Order,
+    /// Ordered records (and notices between them) not applied yet: the
+    /// loop applies them within each turn's output budget, so a burst from
+    /// the other servers (or a catch-up) is a reason to deliver over more
+    /// turns, never to drop readers.
+    inbox: VecDeque<Due>,
+    /// Bytes of lines in `inbox`.
+    inbox_bytes: usize,
+    /// The subscribed link stopped reading with bytes possibly left.
+    sub_more: bool,
     /// Public lines sent and not seen back yet: (tag, conn, epoch).
     in_flight: Vec<(u64, usize, u64)>,
     /// Counts link losses; in-flight lines of an earlier epoch that are not
@@ -396,6 +424,9 @@ pub fn start(settings: Settings) -> Result<(Cluster, Loaded), String> {
         retry: None,
         lost_at: None,
         order: Order::new(last_id),
+        inbox: VecDeque::new(),
+        inbox_bytes: 0,
+        sub_more: false,
         in_flight: Vec::new(),
         epoch: 0,
         next_beat: now,
@@ -784,22 +815,84 @@ impl Cluster {
         let Some(link) = link else {
             return;
         };
-        let mut frames = Vec::new();
-        let result = link.read(|f| frames.push(f));
-        for frame in frames {
-            if self.cmd.is_none() {
-                return; // a reply made this link go: the rest is moot
-            }
-            if is_cmd {
+        if is_cmd {
+            let mut frames = Vec::new();
+            let result = link.read(usize::MAX, |f| frames.push(f));
+            for frame in frames {
+                if self.cmd.is_none() {
+                    return; // a reply made this link go: the rest is moot
+                }
                 self.reply(frame, room, out, now);
-            } else {
-                self.message(frame, room, out, now);
             }
-        }
-        if let Err(e) = result {
-            return self.lost(&e, room, out, now);
+            if let Err(e) = result {
+                return self.lost(&e, room, out, now);
+            }
+        } else {
+            self.read_sub(room, out, now);
         }
         self.flush(room, out, now);
+    }
+
+    /// Reads the subscribed link while the inbox has room; what is left in
+    /// the socket is read once the inbox has room again.
+    fn read_sub(&mut self, room: &mut Room, out: &mut impl Outbox, now: Instant) {
+        self.sub_more = true;
+        while self.inbox_bytes < INBOX_MAX {
+            let Some(link) = self.sub.as_mut() else {
+                return;
+            };
+            let mut frames = Vec::new();
+            let result = link.read(SUB_READ, |f| frames.push(f));
+            for frame in frames {
+                if self.sub.is_none() {
+                    return;
+                }
+                self.message(frame, room, out, now);
+            }
+            match result {
+                Err(e) => return self.lost(&e, room, out, now),
+                Ok(false) => {
+                    self.sub_more = false;
+                    return;
+                }
+                Ok(true) => {}
+            }
+        }
+    }
+
+    /// True while ordered records wait to be applied (or to be read): the
+    /// loop must not sleep.
+    pub fn backlog(&self) -> bool {
+        !self.inbox.is_empty() || (self.sub_more && self.sub.is_some())
+    }
+
+    /// Applies waiting records in order while `more` says the turn's output
+    /// budget allows, then reads on if the link was left with bytes.
+    pub fn deliver<O: Outbox>(
+        &mut self,
+        room: &mut Room,
+        out: &mut O,
+        now: Instant,
+        mut more: impl FnMut(&O) -> bool,
+    ) {
+        while !self.inbox.is_empty() && more(out) {
+            match self.inbox.pop_front() {
+                Some(Due::Record(rec)) => {
+                    self.inbox_bytes -= rec.line.len();
+                    if rec.origin == self.node && rec.event == Event::Line {
+                        self.in_flight.retain(|&(tag, _, _)| tag != rec.tag);
+                    }
+                    room.apply(&rec, now, out);
+                }
+                Some(Due::Lost(n)) => room.lines_lost(n, out),
+                Some(Due::Settle) => self.settle_in_flight(room, out),
+                None => break,
+            }
+        }
+        if self.sub_more && self.inbox_bytes < INBOX_MAX {
+            self.read_sub(room, out, now);
+            self.flush(room, out, now);
+        }
     }
 
     /// A reply on the command link, for the oldest command still owed one.
@@ -864,13 +957,13 @@ impl Cluster {
                     .order
                     .fetched(stream_records(&frame), &mut |r| deliver.push(r));
                 for rec in deliver {
-                    self.deliver(rec, room, out, now);
+                    self.enqueue(rec);
                 }
                 if lost > 0 {
                     log::warn!("cluster: {lost} line(s) were no longer in Redis's history");
-                    room.lines_lost(lost, out);
+                    self.inbox.push_back(Due::Lost(lost));
                 }
-                self.settle_in_flight(room, out);
+                self.inbox.push_back(Due::Settle);
             }
         }
     }
@@ -955,7 +1048,7 @@ impl Cluster {
                     self.fetch(after);
                 }
                 for rec in deliver {
-                    self.deliver(rec, room, out, now);
+                    self.enqueue(rec);
                 }
             }
         } else if let Some(nl) = payload.iter().position(|&b| b == b'\n') {
@@ -964,13 +1057,10 @@ impl Cluster {
         }
     }
 
-    /// One record, in order: the room applies it; a line of ours is no
-    /// longer in flight.
-    fn deliver(&mut self, rec: Record, room: &mut Room, out: &mut impl Outbox, now: Instant) {
-        if rec.origin == self.node && rec.event == Event::Line {
-            self.in_flight.retain(|&(tag, _, _)| tag != rec.tag);
-        }
-        room.apply(&rec, now, out);
+    /// One record, in order, for [`Cluster::deliver`].
+    fn enqueue(&mut self, rec: Record) {
+        self.inbox_bytes += rec.line.len();
+        self.inbox.push_back(Due::Record(rec));
     }
 
     /// After a catch-up: lines sent before the link was lost that the
@@ -1015,6 +1105,7 @@ impl Cluster {
         self.subscribed = 0;
         self.synced = false;
         self.fence = None;
+        self.sub_more = false;
         self.order.fetch_failed();
         self.retry = Some((now + delay, delay));
         if self.up {

@@ -468,7 +468,7 @@ impl Server {
 
     fn poll_timeout(&self, now: Instant) -> Duration {
         let mut next = self.next_sweep;
-        if !self.ready.is_empty() {
+        if !self.ready.is_empty() || self.redis_backlog() {
             match self.paused_at {
                 Some(t) => next = next.min(t + BEHIND_PAUSE),
                 None => return Duration::ZERO,
