@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use crate::burst::{self, BurstPlan};
 use crate::scenario::{self, dur, thousands, Load, RampPlan};
-use crate::{default_server_path, sys, ServerProc, Target};
+use crate::{default_server_path, sys, ClusterProc, ServerProc, Target};
 use clap::{Args, Parser, Subcommand};
 
 /// Benchmarks chat-server with many clients in one thread (mio, loopback).
@@ -48,6 +48,14 @@ struct ServerOpts {
     /// for a -v, -q or --log-level given here).
     #[arg(long = "server-arg", global = true, allow_hyphen_values = true)]
     server_args: Vec<String>,
+    /// Start a cluster instead of one server: a redis-server (on a free
+    /// port, nothing kept on disk) and this many servers with --redis
+    /// pointing at it, one room; the clients are spread over the servers
+    /// (round robin), and Redis's CPU is reported apart. All are pinned to
+    /// --server-cpu, so the server side has the one core a server alone
+    /// has.
+    #[arg(long, global = true, conflicts_with = "addr", value_parser = clap::value_parser!(u32).range(1..))]
+    cluster: Option<u32>,
     /// CPU the started server is pinned to (with taskset).
     #[arg(long, global = true, default_value_t = 0)]
     server_cpu: usize,
@@ -247,14 +255,16 @@ fn fanout_target(
 /// The server for one scenario: started now, or the one given.
 enum Under {
     Spawned(ServerProc),
+    Cluster(ClusterProc),
     Given(Target),
 }
 
 impl Under {
     fn target(&self) -> Target {
         match self {
-            Under::Spawned(s) => s.target,
-            Under::Given(t) => *t,
+            Under::Spawned(s) => s.target.clone(),
+            Under::Cluster(c) => c.target(),
+            Under::Given(t) => t.clone(),
         }
     }
 }
@@ -268,10 +278,15 @@ fn ideal_for(opts: &ServerOpts) -> Result<Under, String> {
 
 fn server_for(opts: &ServerOpts, clients: usize) -> Result<Under, String> {
     if let (Some(addr), Some(pid)) = (opts.addr, opts.pid) {
-        return Ok(Under::Given(Target { addr, pid }));
+        return Ok(Under::Given(Target::single(addr, pid)));
     }
     let path = opts.server.clone().unwrap_or_else(default_server_path);
     let cpu = (!opts.no_pin && sys::cpus() > opts.server_cpu).then_some(opts.server_cpu);
+    if let Some(n) = opts.cluster {
+        let c = ClusterProc::spawn(&path, n as usize, cpu, clients + 64, &opts.server_args)
+            .map_err(|e| format!("starting the cluster: {e}"))?;
+        return Ok(Under::Cluster(c));
+    }
     let s = ServerProc::spawn(&path, cpu, clients + 64, &opts.server_args)
         .map_err(|e| format!("starting the server: {e}"))?;
     Ok(Under::Spawned(s))
@@ -284,6 +299,12 @@ fn header(json: bool, under: &Under) {
     println!("machine: {}; loadavg {}", sys::machine(), sys::loadavg());
     match under {
         Under::Spawned(s) => println!("server:  {} (pid {})", s.command, s.target.pid),
+        Under::Cluster(c) => {
+            println!("redis:   {} (pid {})", c.command, c.redis_at.pid);
+            for s in &c.servers {
+                println!("server:  {} (pid {})", s.command, s.target.pid);
+            }
+        }
         Under::Given(t) => println!("server:  {} (pid {})", t.addr, t.pid),
     }
 }

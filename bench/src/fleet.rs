@@ -150,7 +150,9 @@ pub struct Fleet {
     /// handled yet (a turn stops early when the caller has a line due).
     ready: Vec<(usize, bool, bool)>,
     next_ready: usize,
-    addr: SocketAddr,
+    /// The servers; client `i` connects to `addrs[i % len]` (a cluster's
+    /// servers share the clients).
+    addrs: Vec<SocketAddr>,
     prefix: String,
     clients: Vec<Client>,
     target: usize,
@@ -187,10 +189,11 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// A fleet that will log in as `PREFIX0`, `PREFIX1`, ... to `addr`;
-    /// clients `0..senders` send lines of `line_size` bytes as received.
+    /// A fleet that will log in as `PREFIX0`, `PREFIX1`, ... (client `i` to
+    /// `addrs[i % addrs.len()]`); clients `0..senders` send lines of
+    /// `line_size` bytes as received.
     pub fn new(
-        addr: SocketAddr,
+        addrs: &[SocketAddr],
         prefix: &str,
         senders: usize,
         line_size: usize,
@@ -211,7 +214,7 @@ impl Fleet {
             events: Events::with_capacity(4096),
             ready: Vec::with_capacity(4096),
             next_ready: 0,
-            addr,
+            addrs: addrs.to_vec(),
             prefix: prefix.to_owned(),
             clients: Vec::new(),
             target: 0,
@@ -347,7 +350,8 @@ impl Fleet {
     fn open_more(&mut self) {
         while self.clients.len() < self.target && self.inflight < self.max_inflight {
             let i = self.clients.len();
-            let opened = TcpStream::connect(self.addr).and_then(|mut s| {
+            let addr = self.addrs[i % self.addrs.len()];
+            let opened = TcpStream::connect(addr).and_then(|mut s| {
                 self.poll.registry().register(
                     &mut s,
                     Token(i),
@@ -904,7 +908,7 @@ mod tests {
 
     #[test]
     fn joins_of_a_login() {
-        let f = Fleet::new(([127, 0, 0, 1], 9).into(), "b", 1, 64, 0).expect("a poll");
+        let f = Fleet::new(&[([127, 0, 0, 1], 9).into()], "b", 1, 64, 0).expect("a poll");
         assert_eq!(f.all_joins(10), 55);
         assert_eq!(f.joins_for(10, 10), 55);
         // The first 4 joins went to everyone, the 6 later ones only to the newcomer.

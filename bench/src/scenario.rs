@@ -143,6 +143,15 @@ pub struct Step {
     pub span: f64,
     /// Bench CPU seconds over the same span.
     pub bench_cpu: f64,
+    /// A cluster's Redis: CPU seconds over the same span (`INFO cpu`), NaN
+    /// without one.
+    pub redis_cpu: f64,
+    /// A cluster's Redis: `EVAL`s it ran over the same span (one per server
+    /// per loop turn with lines to order).
+    pub redis_evals: u64,
+    /// Lines sent from the window's start on (what Redis ordered in the
+    /// span, give or take the warm-up's last lines).
+    pub lines_since: u64,
     /// How late the bench wrote lines: 99th percentile and max, ns.
     pub lag_p99: u64,
     /// Largest send lag, ns.
@@ -160,6 +169,32 @@ impl Step {
             return f64::NAN;
         }
         self.server_cpu * 1e6 / self.deliveries_since as f64
+    }
+
+    /// Redis CPU microseconds per line ordered (NaN without Redis).
+    pub fn redis_us_per_line(&self) -> f64 {
+        if self.lines_since == 0 {
+            return f64::NAN;
+        }
+        self.redis_cpu * 1e6 / self.lines_since as f64
+    }
+
+    /// What Redis did, for the reports: empty without Redis.
+    fn redis_text(&self) -> String {
+        if self.redis_cpu.is_nan() {
+            return String::new();
+        }
+        let per_eval = if self.redis_evals == 0 {
+            f64::NAN
+        } else {
+            self.lines_since as f64 / self.redis_evals as f64
+        };
+        format!(
+            "Redis {:.0} % core, {:.2} µs/line, {:.1} lines/EVAL",
+            100.0 * self.redis_cpu / self.span,
+            self.redis_us_per_line(),
+            per_eval
+        )
     }
 
     /// Nothing lost, dropped, refused or out of order.
@@ -264,9 +299,22 @@ pub(crate) fn secs(s: f64) -> u64 {
     (s.max(0.0) * 1e9) as u64
 }
 
-/// The server's CPU seconds so far (NaN if unreadable).
+/// The server's CPU seconds so far, every server of a cluster summed
+/// (NaN if unreadable).
 pub(crate) fn server_cpu(t: &Target) -> f64 {
-    sys::process_cpu(t.pid).unwrap_or(f64::NAN)
+    t.pids()
+        .iter()
+        .map(|&pid| sys::process_cpu(pid).unwrap_or(f64::NAN))
+        .sum()
+}
+
+/// A cluster's Redis so far: CPU seconds and `EVAL` calls (NaN and 0
+/// without one).
+pub(crate) fn redis_stats(t: &Target) -> (f64, u64) {
+    match t.redis {
+        Some(r) => (r.cpu(), r.evals()),
+        None => (f64::NAN, 0),
+    }
 }
 
 /// Runs the fleet until it has read `chat` chat lines in all, nothing came
@@ -345,12 +393,17 @@ fn run_step(
         fleet.expect_from(s, q);
     }
     let before: Counters = fleet.c.clone();
-    let mut at_from: Option<(f64, f64, u64)> = None;
+    let mut at_from: Option<(f64, f64, u64, (f64, u64))> = None;
     let mut k = 0u64;
     loop {
         let now = now_ns();
         if at_from.is_none() && now >= from {
-            at_from = Some((server_cpu(target), sys::self_cpu(), now));
+            at_from = Some((
+                server_cpu(target),
+                sys::self_cpu(),
+                now,
+                redis_stats(target),
+            ));
         }
         while k < total && sched(k) <= now {
             let s = (k % senders as u64) as usize;
@@ -374,7 +427,9 @@ fn run_step(
     let expected = total * receivers as u64;
     drain(fleet, before.chat + expected, load.drain)?;
     let end = now_ns();
-    let (cpu0, me0, t_from) = at_from.unwrap_or((f64::NAN, f64::NAN, from));
+    let (cpu0, me0, t_from, (redis_cpu0, evals0)) =
+        at_from.unwrap_or((f64::NAN, f64::NAN, from, (f64::NAN, 0)));
+    let (redis_cpu1, evals1) = redis_stats(target);
     let c = &fleet.c;
     let received = c.chat - before.chat;
     let h = &fleet.latency;
@@ -399,6 +454,9 @@ fn run_step(
         deliveries_since: c.chat_since_window,
         span: (end - t_from) as f64 / 1e9,
         bench_cpu: sys::self_cpu() - me0,
+        redis_cpu: redis_cpu1 - redis_cpu0,
+        redis_evals: evals1.saturating_sub(evals0),
+        lines_since: (load.duration * rate).round() as u64,
         lag_p99: fleet.send_lag.quantile(0.99),
         lag_max: fleet.send_lag.max(),
         load: sys::loadavg(),
@@ -423,7 +481,7 @@ pub(crate) fn check_load(load: &Load) -> io::Result<()> {
 /// The clients `load` describes, not yet connected, against `target`.
 pub(crate) fn fleet_for(target: &Target, load: &Load) -> io::Result<Fleet> {
     Fleet::new(
-        target.addr,
+        &target.addrs(),
         &load.prefix,
         load.senders,
         load.size,
@@ -563,7 +621,7 @@ fn connect_with(
     let mut load = load.clone();
     load.senders = 1;
     check_load(&load)?;
-    let mut fleet = Fleet::new(target.addr, &load.prefix, 1, load.size, load.inflight)?;
+    let mut fleet = Fleet::new(&target.addrs(), &load.prefix, 1, load.size, load.inflight)?;
     if raw {
         fleet = fleet.raw();
     }
@@ -771,6 +829,15 @@ impl Step {
             self.us_per_delivery()
         );
 
+        let redis = self.redis_text();
+        if !redis.is_empty() {
+            let _ = writeln!(
+                s,
+                "  Redis       {:.2} s of CPU, {} EVALs; {redis}",
+                self.redis_cpu,
+                thousands(self.redis_evals as f64)
+            );
+        }
         let _ = writeln!(
             s,
             "  bench CPU   {:.2} s ({:.0} % of a core); send lag p99 {}, max {}",
@@ -789,7 +856,7 @@ impl Step {
     /// One line, for the ramp.
     pub fn short(&self, limit_ns: u64) -> String {
         format!(
-            "  {:>9} lines/s {:>11} deliveries/s offered, {:>11} read/s; p99 {:>9}, max {:>9}; lost {}, dropped {}; server {:.3} µs/delivery ({:.0} % core), bench {:.0} % core; load {}  {}",
+            "  {:>9} lines/s {:>11} deliveries/s offered, {:>11} read/s; p99 {:>9}, max {:>9}; lost {}, dropped {}; server {:.3} µs/delivery ({:.0} % core), bench {:.0} % core; {}load {}  {}",
             thousands(self.rate),
             thousands(self.offered),
             thousands(self.throughput),
@@ -800,6 +867,10 @@ impl Step {
             self.us_per_delivery(),
             100.0 * self.server_cpu / self.span,
             100.0 * self.bench_cpu / self.span,
+            match self.redis_text() {
+                r if r.is_empty() => r,
+                r => format!("{r}; "),
+            },
             self.load,
             if self.passes(limit_ns) { "pass" } else { "FAIL" }
         )
@@ -808,7 +879,7 @@ impl Step {
     /// As a JSON object.
     pub fn json(&self) -> String {
         format!(
-            "{{\"rate\":{},\"receivers\":{},\"lines\":{},\"expected\":{},\"received\":{},\"lost\":{},\"reordered\":{},\"refused\":{},\"dropped\":{},\"offered_per_s\":{},\"deliveries_per_s\":{},\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"max_ns\":{},\"samples\":{},\"server_cpu_s\":{},\"span_s\":{},\"us_per_delivery\":{},\"bench_cpu_s\":{},\"send_lag_p99_ns\":{},\"send_lag_max_ns\":{},\"loadavg\":{}}}",
+            "{{\"rate\":{},\"receivers\":{},\"lines\":{},\"expected\":{},\"received\":{},\"lost\":{},\"reordered\":{},\"refused\":{},\"dropped\":{},\"offered_per_s\":{},\"deliveries_per_s\":{},\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"max_ns\":{},\"samples\":{},\"server_cpu_s\":{},\"span_s\":{},\"us_per_delivery\":{},\"bench_cpu_s\":{},\"redis_cpu_s\":{},\"redis_evals\":{},\"redis_us_per_line\":{},\"send_lag_p99_ns\":{},\"send_lag_max_ns\":{},\"loadavg\":{}}}",
             jnum(self.rate),
             self.receivers,
             self.lines,
@@ -829,6 +900,9 @@ impl Step {
             jnum(self.span),
             jnum(self.us_per_delivery()),
             jnum(self.bench_cpu),
+            jnum(self.redis_cpu),
+            self.redis_evals,
+            jnum(self.redis_us_per_line()),
             self.lag_p99,
             self.lag_max,
             jstr(&self.load),

@@ -99,6 +99,37 @@ fn fanout_delivers_every_line_to_every_client() {
     assert_eq!(field(&out, "dropped"), "0", "{out}");
 }
 
+/// `--cluster 2`: a real redis-server and two servers of one room, the
+/// clients spread over them; every line still reaches every client, in
+/// each sender's order, and Redis's work is reported. Needs redis-server
+/// (Debian: apt-get install redis-server; scripts/test.sh installs it).
+#[test]
+fn fanout_over_a_cluster_delivers_every_line_to_every_client() {
+    let (ok, out) = bench(&[
+        "fanout",
+        "--cluster",
+        "2",
+        "-n",
+        "12",
+        "-s",
+        "4",
+        "-r",
+        "150",
+        "-d",
+        "1",
+        "--warmup",
+        "0.2",
+    ]);
+    assert!(ok, "chat-bench fanout --cluster 2 failed:\n{out}");
+    assert_eq!(field(&out, "logged_in"), "12", "{out}");
+    assert_eq!(field(&out, "expected"), "2160", "{out}");
+    assert_eq!(field(&out, "received"), "2160", "{out}");
+    assert_eq!(field(&out, "lost"), "0", "{out}");
+    assert_eq!(field(&out, "reordered"), "0", "{out}");
+    assert_ne!(field(&out, "redis_cpu_s"), "null", "{out}");
+    assert_ne!(field(&out, "redis_evals"), "0", "{out}");
+}
+
 #[test]
 fn connect_logs_everyone_in_and_one_line_reaches_all() {
     let (ok, out) = bench(&["connect", "-n", "60", "--lines", "2", "--settle", "0.2"]);
