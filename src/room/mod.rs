@@ -426,12 +426,12 @@ impl Room {
         };
         if lost > 0 {
             let after = since.unwrap_or(0);
-            let s = if lost == 1 { " is" } else { "s are" };
+            let (s, are) = if lost == 1 { ("", "is") } else { ("s", "are") };
             self.notice_to(
                 id,
                 out,
                 format_args!(
-                    "{lost} line{s} after {after} no longer kept (this room keeps its last {}).",
+                    "{lost} line{s} after {after} {are} no longer kept (this room keeps its last {}).",
                     self.history.keep()
                 ),
             );
