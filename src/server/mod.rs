@@ -171,13 +171,46 @@ struct Stats {
     per_ip: u64,
 }
 
+/// How often a history database that keeps failing is mentioned again in
+/// the log, after the first failure was logged.
+const DISK_REMINDER: Duration = Duration::from_secs(60);
+
 /// The history database and the loop's view of its health.
 struct Disk {
     /// The open store.
     store: Store,
-    /// Writes have been failing since this many turns (logged once, then
-    /// once per sweep), 0 while all is well.
+    /// Writes that failed in a row, 0 while all is well.
     failing: u64,
+    /// When the failure was last logged: the first failed write of a run is
+    /// logged at once, then a reminder at most every [`DISK_REMINDER`], so
+    /// a full disk is loud in the log without a line per turn or per sweep.
+    reported: Option<Instant>,
+}
+
+impl Disk {
+    /// Counts a failed write and logs it if it is the first of a run or a
+    /// reminder is due.
+    fn failed(&mut self, e: &crate::store::WriteError, now: Instant) {
+        self.failing += 1;
+        if self.reported.is_some_and(|t| now < t + DISK_REMINDER) {
+            return;
+        }
+        self.reported = Some(now);
+        if self.failing == 1 {
+            log::error!("{e}; serving from memory, will retry");
+        } else {
+            log::error!(
+                "{e}; {} writes failed in a row, serving from memory",
+                self.failing
+            );
+        }
+    }
+
+    /// A write succeeded (or there was nothing to write).
+    fn ok(&mut self) {
+        self.failing = 0;
+        self.reported = None;
+    }
 }
 
 /// The chat server: the poll loop and everything it owns.
@@ -296,7 +329,11 @@ impl Server {
                 history.len(),
                 history.last_id()
             );
-            Disk { store, failing: 0 }
+            Disk {
+                store,
+                failing: 0,
+                reported: None,
+            }
         });
         let room = Room::with_history(
             RoomConfig {
@@ -690,7 +727,7 @@ impl Server {
                 self.close_doomed(now);
                 continue;
             }
-            self.save_history();
+            self.save_history(now);
             if self.dirty.is_empty() {
                 // Every range of the logs has been written or copied out.
                 for log in &mut self.logs {
@@ -713,9 +750,9 @@ impl Server {
     }
 
     /// Hands the lines recorded since the last call to the store, in one
-    /// transaction. A failure is logged loudly (once, then once per sweep);
-    /// the store keeps the lines and writes them once it can again.
-    fn save_history(&mut self) {
+    /// transaction. A failure is logged loudly (once, then a reminder a
+    /// minute); the store keeps the lines and writes them once it can again.
+    fn save_history(&mut self, now: Instant) {
         let Some(disk) = self.disk.as_mut() else {
             return;
         };
@@ -729,13 +766,8 @@ impl Server {
             (*id, text.strip_suffix('\n').unwrap_or(text))
         });
         match disk.store.append(lines) {
-            Ok(()) => disk.failing = 0,
-            Err(e) => {
-                if disk.failing == 0 {
-                    log::error!("{e}; serving from memory, will retry");
-                }
-                disk.failing += 1;
-            }
+            Ok(()) => disk.ok(),
+            Err(e) => disk.failed(&e, now),
         }
         self.room.history_mut().return_journal(journal);
     }
@@ -826,7 +858,7 @@ impl Server {
         }
         expired.clear();
         self.expired = expired;
-        self.retry_history();
+        self.retry_history(now);
         if freed >= 1 << 20 {
             trim_heap();
         }
@@ -834,17 +866,13 @@ impl Server {
 
     /// Writes the store's backlog after failed writes, so a disk that has
     /// room again gets the lines even when nobody talks.
-    fn retry_history(&mut self) {
+    fn retry_history(&mut self, now: Instant) {
         let Some(disk) = self.disk.as_mut() else {
             return;
         };
-        if let Err(e) = disk.store.retry() {
-            if disk.failing > 0 {
-                log::error!("{e}; {} turn(s) failing, serving from memory", disk.failing);
-            }
-            disk.failing += 1;
-        } else {
-            disk.failing = 0;
+        match disk.store.retry() {
+            Ok(()) => disk.ok(),
+            Err(e) => disk.failed(&e, now),
         }
     }
 
