@@ -9,7 +9,8 @@ use log::LevelFilter;
 
 /// A terminal client for the chatroom server. Lines you type are sent; the
 /// room's lines are printed. It keeps its connection: after a loss it says
-/// so (on stderr), reconnects and logs in again under the same name.
+/// so (on stderr), reconnects, logs in again under the same name and shows
+/// the lines said while it was away, once each.
 /// On a terminal, lines that arrive while you type are printed above the
 /// line you are typing; up-arrow recalls earlier lines. Leave with /quit,
 /// !quit, {exit}, Ctrl-D (on an empty line) or, on a terminal, Ctrl-C.

@@ -2,9 +2,11 @@
 //! threads, a connection that comes back by itself.
 //!
 //! - The **main thread** owns the connection: it connects (with the
-//!   [`policy::Retry`] delays), logs in ([`login::Login`]), prints every
-//!   server line except the answers to its own pings, and sends keepalive
-//!   pings ([`policy::Keepalive`]). Its socket reads carry a timeout set to
+//!   [`policy::Retry`] delays), turns ids on and resumes after the last
+//!   line it saw ([`resume::Resume`]), logs in ([`login::Login`]), prints
+//!   every server line except the answers to its own pings and set-up
+//!   commands (without ids), and sends keepalive pings
+//!   ([`policy::Keepalive`]). Its socket reads carry a timeout set to
 //!   the next thing due (a ping, the silence limit, a retry of a held name),
 //!   so one blocking thread needs no poller.
 //! - The **stdin thread** reads typed lines ([`term::Keyboard`]) and writes
@@ -32,6 +34,11 @@
 //! the line being typed either. Log lines (`-v`) still go straight to
 //! stderr: redirect it (`2>client.log`) to read them while typing.
 //!
+//! After a lost connection the lines the room had meanwhile are shown
+//! once, in order, between the welcome and the join notice, and one status
+//! line says how many were missed (and how many the server no longer kept):
+//! see [`resume`]. A typed `/ids` is not sent: the client needs ids on.
+//!
 //! Adding a kind of line the client prints (say, a resume notice) means one
 //! more `Screen::line` or `Screen::status` call on the thread that has it;
 //! nothing else here needs to know whether an editor is in use.
@@ -39,6 +46,7 @@
 pub mod input;
 pub mod login;
 pub mod policy;
+pub mod resume;
 pub mod term;
 
 use std::collections::VecDeque;
@@ -53,6 +61,7 @@ use crate::line::{Frame, LineReader};
 use input::{classify, Input};
 use login::{parse_nick, Login, Step};
 use policy::{token_prefix, Keepalive, Retry};
+use resume::Resume;
 use term::{Keyboard, Screen};
 
 /// How long the client waits for the goodbye after sending `/quit`.
@@ -266,6 +275,9 @@ impl Shared {
             match classify(&String::from_utf8_lossy(&buf)) {
                 Input::Blank => {}
                 Input::Line => self.typed(&buf, &mut screen),
+                Input::Ids => screen.status(
+                    "/ids not sent: chat-client keeps ids on itself, to resume without loss",
+                ),
                 Input::Quit => return self.quit(&buf, &mut screen),
             }
         }
@@ -365,6 +377,8 @@ struct Runner {
     addr: String,
     /// Where server lines and status lines go.
     screen: Screen,
+    /// The last id seen, and what a connection shows of ids and history.
+    resume: Resume,
 }
 
 /// Runs the client on the process's stdin, stdout and stderr until the user
@@ -398,6 +412,7 @@ pub fn run(config: Config) -> Outcome {
         config,
         shared,
         screen,
+        resume: Resume::new(),
     };
     let outcome = runner.run();
     runner.screen.leave();
@@ -526,7 +541,13 @@ impl Runner {
             }
             link.writer = Some(writer);
             link.last_tx = None;
-            if login.is_manual() {
+            // Ids on, the resume point and their barrier go before anything
+            // typed: before the name, whoever sends it.
+            let setup = self.resume.start(&self.prefix);
+            if let Err(e) = link.write(setup.as_bytes()) {
+                log::debug!("write: {e}");
+                link.broken();
+            } else if login.is_manual() {
                 if let Err(e) = link.open(Gate::Prompt) {
                     log::debug!("write: {e}");
                     link.broken();
@@ -607,17 +628,27 @@ impl Runner {
                 true
             });
             for l in lines.drain(..) {
-                let text = String::from_utf8_lossy(&l);
-                if ka.hide(&text) {
+                let raw = String::from_utf8_lossy(&l);
+                if ka.hide(&raw) {
                     continue;
                 }
+                let seen = self.resume.line(&raw);
+                if let Some(note) = seen.note {
+                    self.screen.status(note);
+                }
+                // The line as the user sees it: without its id.
+                let text = &raw[seen.skip..];
                 let was_done = login.done();
-                let step = login.line(&text, now);
-                if !step.hide && self.screen.line(&l).is_err() {
+                let step = if seen.to_login {
+                    login.line(text, now)
+                } else {
+                    Step::default()
+                };
+                if seen.show && !step.hide && self.screen.line(&l[seen.skip..]).is_err() {
                     return End::StdoutClosed;
                 }
-                if was_done {
-                    self.follow_nick(&text);
+                if was_done && seen.to_login {
+                    self.follow_nick(text);
                 }
                 if let Err(why) = self.apply(step) {
                     return failed(why, login);
@@ -652,6 +683,9 @@ impl Runner {
             }
             self.name = Some(name);
             self.joined_once = true;
+            if let Some(note) = self.resume.joined() {
+                self.screen.status(note);
+            }
             self.retry.reset();
             let mut link = self.shared.lock();
             link.joined_once = true;
