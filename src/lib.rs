@@ -28,9 +28,10 @@
 //!   opened (or refused) at start, one transaction of public lines per loop
 //!   turn, pruned to the kept lines, with a backlog when a write fails.
 //! - [`client`]: the `chat-client` library: two blocking threads (stdin
-//!   and socket), reconnects, keepalive and login as unit-tested policy code
-//!   ([`client::policy`], [`client::login`]), and on a terminal a line
-//!   editor that keeps the half-typed line intact ([`client::term`]).
+//!   and socket), reconnects, keepalive, login and resume (ids, `/since`)
+//!   as unit-tested policy code ([`client::policy`], [`client::login`],
+//!   [`client::resume`]), and on a terminal a line editor that keeps the
+//!   half-typed line intact ([`client::term`]).
 //! - [`logging`]: log set-up shared by the binaries (logs go to stderr).
 //! - `src/bin/`: thin `main`s that parse flags and call the library.
 //!
