@@ -99,6 +99,8 @@ impl LoadOpts {
             inflight: self.inflight,
             login_limit: self.login_limit,
             prefix: "b".into(),
+            seed: 0,
+            since: None,
         }
     }
 }
@@ -160,6 +162,17 @@ enum Scenario {
         /// Give up if logging in takes longer than this many seconds.
         #[arg(long, default_value_t = 120.0)]
         login_limit: f64,
+        /// Before the clients come, another user says this many lines (and
+        /// leaves), so the room has history: each newcomer is sent up to the
+        /// server's --join-history of it before its join notice.
+        #[arg(long, default_value_t = 0)]
+        seed: usize,
+        /// Every client sends `/since ID` before its name, as a client
+        /// resuming after a lost connection: the lines after ID replace the
+        /// recent ones (with --seed L in a new room, ids 2 to L+1 are the
+        /// seeded lines).
+        #[arg(long, value_name = "ID")]
+        since: Option<u64>,
     },
     /// The floor for `connect`'s single line: the same measurement against
     /// a bare broadcaster (one write per receiver, no protocol, no login).
@@ -355,6 +368,8 @@ fn run(cli: &Cli) -> Result<bool, String> {
             settle,
             lines,
             login_limit,
+            seed,
+            since,
         } => {
             let under = server_for(&cli.server, *clients)?;
             header(cli.json, &under);
@@ -363,6 +378,8 @@ fn run(cli: &Cli) -> Result<bool, String> {
                 senders: 1,
                 inflight: *inflight,
                 login_limit: *login_limit,
+                seed: *seed,
+                since: *since,
                 ..Load::default()
             };
             let r = scenario::connect(&under.target(), &load, *settle, *lines).map_err(e)?;

@@ -14,6 +14,7 @@
 //! all users saw one and the same order.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -167,6 +168,9 @@ pub struct Fleet {
     raw: bool,
     /// Whether every client fingerprints the order of the lines it gets.
     track_order: bool,
+    /// Every client sends `/since ID` before its name (a resume): the room's
+    /// lines after ID come instead of the recent ones.
+    since: Option<u64>,
     /// Our clients the server dropped after login, in the order seen.
     dropped_ids: Vec<usize>,
     /// Departure notices about users: name -> the reason given.
@@ -227,6 +231,7 @@ impl Fleet {
             line_size,
             raw: false,
             track_order: false,
+            since: None,
             dropped_ids: Vec::new(),
             departed: HashMap::new(),
             scratch: vec![0; READ_BUF],
@@ -243,6 +248,13 @@ impl Fleet {
     /// Talk to a bare broadcaster: no login, senders write the name.
     pub fn raw(mut self) -> Self {
         self.raw = true;
+        self
+    }
+
+    /// Every client sends `/since ID` before its name, as a client that
+    /// resumes after a lost connection does (section 8 of the protocol).
+    pub fn since(mut self, id: Option<u64>) -> Self {
+        self.since = id;
         self
     }
 
@@ -628,8 +640,12 @@ impl Fleet {
             }
             State::Greeting => {
                 if text.starts_with(b"Welcome!") {
-                    let mut name = format!("{}{i}", self.prefix).into_bytes();
-                    name.push(b'\n');
+                    let mut name = match self.since {
+                        Some(id) => format!("/since {id}\n"),
+                        None => String::new(),
+                    };
+                    let _ = writeln!(name, "{}{i}", self.prefix);
+                    let name = name.into_bytes();
                     self.clients[i].state = State::Naming;
                     self.write_to(i, &name);
                 } else {
@@ -637,7 +653,8 @@ impl Fleet {
                 }
             }
             State::Naming => {
-                if !text.starts_with(b"Welcome to the chat") {
+                let resuming = self.since.is_some() && resume_notice(text);
+                if !text.starts_with(b"Welcome to the chat") && !resuming {
                     self.login_failed(i, text);
                 }
             }
@@ -805,6 +822,14 @@ fn departure(text: &[u8]) -> Option<(&[u8], &str)> {
     let at = memchr::memmem::find(text, WHY)?;
     let why = text[at + WHY.len()..].strip_suffix(b").")?;
     Some((&text[..at], std::str::from_utf8(why).ok()?))
+}
+
+/// A notice a resuming login gets before its join notice: the answer to
+/// `/since`, the count of lines no longer kept, or ids that started over.
+fn resume_notice(text: &[u8]) -> bool {
+    text.starts_with(b"You will get the lines after")
+        || text.starts_with(b"There is no line")
+        || memchr::memmem::find(text, b" no longer kept").is_some()
 }
 
 fn push_hex(buf: &mut Vec<u8>, v: u64, digits: usize) {

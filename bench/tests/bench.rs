@@ -141,6 +141,55 @@ fn connect_with_a_cap_on_logins_in_flight_logs_everyone_in() {
     assert_eq!(field(&out, "line_lost"), "0", "{out}");
 }
 
+/// With history in the room, every newcomer is sent the server's
+/// --join-history (20) lines of it before its join notice; the bench
+/// counts them apart from the join notices.
+#[test]
+fn connect_with_seeded_history_replays_it_to_every_newcomer() {
+    let (ok, out) = bench(&[
+        "connect", "-n", "30", "--seed", "25", "--lines", "1", "--settle", "0.2",
+    ]);
+    assert!(ok, "chat-bench connect --seed failed:\n{out}");
+    assert_eq!(field(&out, "logged_in"), "30", "{out}");
+    assert_eq!(field(&out, "joins"), "465", "30 * 31 / 2: {out}");
+    assert_eq!(field(&out, "replayed"), "600", "20 lines to each: {out}");
+    assert_eq!(field(&out, "line_lost"), "0", "{out}");
+}
+
+/// `--since ID`: every client resumes after ID. In a room that announces
+/// joins only while it holds one user, the seed's join is id 1, its 20
+/// lines 2 to 21, its leave 22, the first client's join 23 (the others are
+/// quiet): /since 2 replays 20 lines to the first client, 21 to each other.
+/// Without history the same login gets a "no longer kept" notice instead.
+#[test]
+fn connect_with_since_resumes_every_client_after_the_id() {
+    let args = [
+        "connect",
+        "-n",
+        "30",
+        "--seed",
+        "20",
+        "--since",
+        "2",
+        "--lines",
+        "1",
+        "--settle",
+        "0.2",
+        "--server-arg=--announce-limit=1",
+    ];
+    let (ok, out) = bench(&args);
+    assert!(ok, "chat-bench connect --since failed:\n{out}");
+    assert_eq!(field(&out, "logged_in"), "30", "{out}");
+    assert_eq!(field(&out, "replayed"), "629", "20 + 29 * 21: {out}");
+    assert_eq!(field(&out, "line_lost"), "0", "{out}");
+    let mut none = args.to_vec();
+    none.push("--server-arg=--history=0");
+    let (ok, out) = bench(&none);
+    assert!(ok, "chat-bench connect --since, no history, failed:\n{out}");
+    assert_eq!(field(&out, "logged_in"), "30", "{out}");
+    assert_eq!(field(&out, "replayed"), "0", "{out}");
+}
+
 /// Three senders paste 40 lines of 4,000 B each at the same instant, twice,
 /// to 50 readers. The server is given room for a whole burst per reader
 /// (`--max-pending` 1 MiB, about twice a burst) so that this checks the
