@@ -29,8 +29,10 @@
 //! - `read`: the turn's reading, per kind of connection.
 //! - `web`: HTTP answers, WebSocket frames, `/metrics`.
 //! - `places`: `--max-clients` and `--max-per-ip`.
+//! - `cluster`: the Redis links of a cluster in the same poll.
 
 pub mod cli;
+mod cluster;
 mod conn;
 mod places;
 mod read;
@@ -110,6 +112,19 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(2),
         }
     }
+}
+
+/// Where the room's record lives: in memory, in an SQLite file, or in Redis
+/// (shared by every server of the cluster).
+pub enum Backend {
+    /// Memory only.
+    Memory,
+    /// `--history-db`: the store (boxed, like the cluster: both are large
+    /// and made once) and what it loaded.
+    Disk(Box<Store>, Loaded),
+    /// `--redis`: the cluster driver (boxed: it is large and made once) and
+    /// what it loaded.
+    Redis(Box<crate::cluster::Cluster>, crate::cluster::Loaded),
 }
 
 /// The sockets the server listens on, bound by the caller (port 0 in tests).
@@ -235,6 +250,8 @@ pub struct Server {
     places: Places,
     /// The history database (`--history-db`), if any.
     disk: Option<Disk>,
+    /// The cluster (`--redis`), if any.
+    cluster: Option<Box<crate::cluster::Cluster>>,
     /// The one read buffer, reused for every read.
     scratch: Vec<u8>,
     /// A scratch buffer for encoding a line twice (ids and WebSocket).
@@ -279,20 +296,16 @@ pub struct Server {
     started: Instant,
 }
 
-/// Runs a server on already-bound listeners until SIGINT/SIGTERM, with the
-/// history database `store` (opened by the caller, so a bad file stops the
-/// program before anything listens).
-pub fn run(listeners: Listeners, config: Config, store: Option<(Store, Loaded)>) -> io::Result<()> {
-    Server::new(listeners, config, store)?.run()
+/// Runs a server on already-bound listeners until SIGINT/SIGTERM, with its
+/// record in `backend` (opened by the caller, so a bad file or an absent
+/// Redis stops the program before anything listens).
+pub fn run(listeners: Listeners, config: Config, backend: Backend) -> io::Result<()> {
+    Server::new(listeners, config, backend)?.run()
 }
 
 impl Server {
     /// Sets up the loop around `listeners`; `store` with the lines it loaded.
-    pub fn new(
-        listeners: Listeners,
-        config: Config,
-        store: Option<(Store, Loaded)>,
-    ) -> io::Result<Server> {
+    pub fn new(listeners: Listeners, config: Config, backend: Backend) -> io::Result<Server> {
         let poll = Poll::new()?;
         let (listener, addr) = listen(&poll, listeners.chat, LISTENER)?;
         let (web_listener, web_addr) = match listeners.web {
@@ -315,37 +328,51 @@ impl Server {
         };
         let shortest = config.idle_timeout.min(config.login_timeout);
         let sweep_every = (shortest / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
-        let mut history = History::new(config.history, 0);
-        let disk = store.map(|(store, loaded)| {
-            history = History::new(config.history, loaded.last_id).with_journal();
-            history.restore(
-                loaded
-                    .lines
-                    .into_iter()
-                    .map(|l| (l.id, format!("{}\n", l.text).into_bytes().into())),
-            );
-            log::info!(
-                "history: {} line(s) loaded, last id {}",
-                history.len(),
-                history.last_id()
-            );
-            Disk {
-                store,
-                failing: 0,
-                reported: None,
+        let room_config = RoomConfig {
+            max_line: config.max_line,
+            idle_timeout: config.idle_timeout,
+            login_timeout: config.login_timeout,
+            rate: config.rate,
+            announce_limit: config.announce_limit,
+            join_history: config.join_history.min(config.history),
+        };
+        let (room, disk, cluster) = match backend {
+            Backend::Memory => (
+                Room::with_history(room_config, History::new(config.history, 0)),
+                None,
+                None,
+            ),
+            Backend::Disk(store, loaded) => {
+                let mut history = History::new(config.history, loaded.last_id).with_journal();
+                history.restore(
+                    loaded
+                        .lines
+                        .into_iter()
+                        .map(|l| (l.id, format!("{}\n", l.text).into_bytes().into())),
+                );
+                log::info!(
+                    "history: {} line(s) loaded, last id {}",
+                    history.len(),
+                    history.last_id()
+                );
+                let disk = Disk {
+                    store: *store,
+                    failing: 0,
+                    reported: None,
+                };
+                (Room::with_history(room_config, history), Some(disk), None)
             }
-        });
-        let room = Room::with_history(
-            RoomConfig {
-                max_line: config.max_line,
-                idle_timeout: config.idle_timeout,
-                login_timeout: config.login_timeout,
-                rate: config.rate,
-                announce_limit: config.announce_limit,
-                join_history: config.join_history.min(config.history),
-            },
-            history,
-        );
+            Backend::Redis(mut cluster, loaded) => {
+                let mut history = History::new(config.history, loaded.last_id);
+                history.restore(loaded.lines);
+                let node = cluster.node().to_owned();
+                let mut room = Room::with_cluster(room_config, history, node);
+                room.set_remote(loaded.users);
+                cluster.register(poll.registry(), cluster::REDIS_CMD, cluster::REDIS_SUB)?;
+                cluster.begin(&mut room);
+                (room, None, Some(cluster))
+            }
+        };
         let places = Places::new(
             config.max_clients,
             config.max_per_ip,
@@ -361,6 +388,7 @@ impl Server {
             room,
             places,
             disk,
+            cluster,
             scratch: vec![0; READ_CHUNK],
             encode_scratch: Vec::new(),
             logs: std::array::from_fn(|_| Vec::with_capacity(LOG_KEEP)),
@@ -424,6 +452,8 @@ impl Server {
                     LISTENER => accept_ready[0] = true,
                     WEB_LISTENER => accept_ready[1] = true,
                     SIGNALS => self.check_signals(now),
+                    cluster::REDIS_CMD => self.redis_ready(true, now),
+                    cluster::REDIS_SUB => self.redis_ready(false, now),
                     Token(key) => {
                         // Errors and hang-ups show up as readable: the read says which.
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -451,11 +481,14 @@ impl Server {
                 self.sweep(now);
                 self.next_sweep = now + self.sweep_every;
             }
+            self.redis_turn(now);
             self.settle(now);
             if let Some(by) = self.shutdown_by {
                 // Done once every connection has been told, flushed and sent
-                // its FIN (or the drain time is up).
-                if self.conns.iter().all(|(_, c)| c.shut) || now >= by {
+                // its FIN, and the cluster has its users back (or the drain
+                // time is up).
+                let settled = self.cluster.as_ref().is_none_or(|c| c.settled());
+                if (settled && self.conns.iter().all(|(_, c)| c.shut)) || now >= by {
                     let cut = self.conns.iter().filter(|(_, c)| !c.shut).count();
                     log::info!(
                         "shut down: {} connection(s) closed, {cut} with output not fully sent",
@@ -480,6 +513,9 @@ impl Server {
         }
         if let Some(t) = self.shutdown_by {
             next = next.min(t);
+        }
+        if let Some(c) = &self.cluster {
+            next = next.min(c.next_due());
         }
         next.saturating_duration_since(now)
     }
@@ -912,6 +948,9 @@ impl Server {
             let _ = self.poll.registry().deregister(&mut l);
         }
         self.shutdown_by = Some(now + self.config.drain_timeout);
+        if let Some(c) = self.cluster.as_mut() {
+            c.farewell();
+        }
         let (room, mut wire) = self.wire(now);
         room.shutdown(&mut wire);
         // Connections without a session (already hanging up, or plain HTTP)
