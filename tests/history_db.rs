@@ -135,6 +135,29 @@ fn a_restart_continues_the_ids_and_replays_the_lines() {
     assert_eq!(id_of(&join), 11);
 }
 
+/// `--history 0` with a file keeps no line but still continues the ids.
+#[test]
+fn with_history_0_the_file_still_continues_the_ids() {
+    let dir = TempDir::new().unwrap();
+    let db = db_in(&dir);
+    let server = server_on(&db, &["--history", "0"]);
+    let (mut a, _, join) = resume(&server, "alice", None);
+    assert_eq!(id_of(&join), 1);
+    a.send("one");
+    a.expect("@2 alice: one");
+    kill_9(server);
+    let server = server_on(&db, &["--history", "0"]);
+    let (_b, block, join) = resume(&server, "bob", Some(2));
+    assert!(block.is_empty(), "{block:?}");
+    assert_eq!(id_of(&join), 3, "the ids go on after 2");
+    // The same file with history on: nothing was kept, ids still go on.
+    drop(server);
+    let server = server_on(&db, &[]);
+    let (_c, block, join) = resume(&server, "carol", None);
+    assert!(block.is_empty(), "{block:?}");
+    assert_eq!(id_of(&join), 4);
+}
+
 /// A line any user received is in the file, even if the server is killed
 /// right after: a burst from three senders, a reader that counts what it
 /// got, `kill -9` in the middle of the burst; after a restart every line
