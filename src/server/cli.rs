@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use log::LevelFilter;
 
+use super::tls::Certs;
 use super::{parse_exempt, Config, Listeners};
 use crate::store::Store;
 
@@ -24,6 +25,20 @@ pub struct Args {
     /// Port to listen on; 0 picks a free port (the log says which).
     #[arg(short, long, default_value_t = 53000)]
     port: u16,
+    /// PEM file with the certificate chain, leaf first (e.g. Let's
+    /// Encrypt's fullchain.pem). With --tls-key the server also listens for
+    /// TLS on --tls-port, and the web side is HTTPS/WSS. Re-read on SIGHUP.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM file with the certificate's private key (e.g. privkey.pem).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Port for the line protocol over TLS; 0 picks a free port.
+    #[arg(long, default_value_t = 53443)]
+    tls_port: u16,
+    /// Do not listen for plain TCP on --port (TLS only; needs --tls-cert).
+    #[arg(long, requires = "tls_cert")]
+    no_plain: bool,
     /// Seconds without a byte from a user before it is closed.
     #[arg(long, default_value = "120", value_parser = seconds)]
     idle_timeout: Duration,
@@ -112,7 +127,8 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Opens the history, binds, runs; any error is one line for the user.
+/// Reads the certificate and key, opens the history, binds, runs; any error
+/// is one line for the user.
 fn start(args: Args) -> Result<(), String> {
     ignore_file_size_signal();
     let config = Config {
@@ -130,6 +146,10 @@ fn start(args: Args) -> Result<(), String> {
         web_origins: args.web_origin,
         ..Default::default()
     };
+    let certs = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Certs::load(cert, key)?),
+        _ => None,
+    };
     let store = match &args.history_db {
         Some(path) => Some(Store::open(path, config.history).map_err(|e| e.to_string())?),
         None => None,
@@ -138,13 +158,22 @@ fn start(args: Args) -> Result<(), String> {
         TcpListener::bind((args.host.as_str(), port))
             .map_err(|e| format!("cannot listen on {}:{port}: {e}", args.host))
     };
-    let chat = bind(args.port)?;
+    let chat = if args.no_plain {
+        None
+    } else {
+        Some(bind(args.port)?)
+    };
+    let tls = match certs {
+        Some(certs) => Some((bind(args.tls_port)?, certs)),
+        None => None,
+    };
     let web = if args.no_web {
         None
     } else {
         Some(bind(args.web_port)?)
     };
-    super::run(Listeners { chat, web }, config, store).map_err(|e| format!("server failed: {e}"))
+    super::run(Listeners { chat, web, tls }, config, store)
+        .map_err(|e| format!("server failed: {e}"))
 }
 
 /// A file-size limit (`RLIMIT_FSIZE`) must fail the history database's
