@@ -44,16 +44,11 @@ struct Args {
     tls: bool,
     /// With --tls: trust the CA certificate(s) in this PEM file instead of
     /// the system's (e.g. for a self-signed server certificate).
-    #[arg(
-        long,
-        value_name = "PEM",
-        requires = "tls",
-        conflicts_with = "insecure"
-    )]
+    #[arg(long, value_name = "PEM", conflicts_with = "insecure")]
     ca: Option<PathBuf>,
     /// With --tls: do not check the server's certificate at all (says so on
     /// stderr); anyone in between can then read and change the chat.
-    #[arg(long, requires = "tls")]
+    #[arg(long)]
     insecure: bool,
     #[command(flatten)]
     log: chatroom::logging::LogArgs,
@@ -64,6 +59,10 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => return chatroom::logging::flag_error("chat-client", e),
     };
+    if !args.tls && (args.ca.is_some() || args.insecure) {
+        eprintln!("chat-client: --ca and --insecure go with --tls (see chat-client --help)");
+        return ExitCode::FAILURE;
+    }
     args.log.init(LevelFilter::Warn);
     chatroom::client::run(Config {
         host: args.host,

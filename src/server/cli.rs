@@ -28,16 +28,16 @@ pub struct Args {
     /// PEM file with the certificate chain, leaf first (e.g. Let's
     /// Encrypt's fullchain.pem). With --tls-key the server also listens for
     /// TLS on --tls-port, and the web side is HTTPS/WSS. Re-read on SIGHUP.
-    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    #[arg(long, value_name = "PEM")]
     tls_cert: Option<PathBuf>,
     /// PEM file with the certificate's private key (e.g. privkey.pem).
-    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    #[arg(long, value_name = "PEM")]
     tls_key: Option<PathBuf>,
     /// Port for the line protocol over TLS; 0 picks a free port.
     #[arg(long, default_value_t = 53443)]
     tls_port: u16,
     /// Do not listen for plain TCP on --port (TLS only; needs --tls-cert).
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long)]
     no_plain: bool,
     /// Seconds without a byte from a user before it is closed.
     #[arg(long, default_value = "120", value_parser = seconds)]
@@ -148,7 +148,13 @@ fn start(args: Args) -> Result<(), String> {
     };
     let certs = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(Certs::load(cert, key)?),
-        _ => None,
+        (None, None) if args.no_plain => {
+            return Err(
+                "--no-plain needs --tls-cert and --tls-key (TLS is then the only way in)".into(),
+            )
+        }
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together: give both or neither".into()),
     };
     let store = match &args.history_db {
         Some(path) => Some(Store::open(path, config.history).map_err(|e| e.to_string())?),
