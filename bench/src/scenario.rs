@@ -91,6 +91,8 @@ pub struct Login {
     pub server_cpu: f64,
     /// Bench CPU seconds during the login.
     pub bench_cpu: f64,
+    /// The clients spoke TLS.
+    pub tls: bool,
 }
 
 impl Login {
@@ -318,6 +320,7 @@ pub(crate) fn log_in(fleet: &mut Fleet, target: &Target, load: &Load) -> Login {
         first_error: c.first_error.clone(),
         server_cpu: server_cpu(target) - cpu0,
         bench_cpu: sys::self_cpu() - me0,
+        tls: fleet.is_tls(),
     }
 }
 
@@ -422,13 +425,14 @@ pub(crate) fn check_load(load: &Load) -> io::Result<()> {
 
 /// The clients `load` describes, not yet connected, against `target`.
 pub(crate) fn fleet_for(target: &Target, load: &Load) -> io::Result<Fleet> {
-    Fleet::new(
+    Ok(Fleet::new(
         target.addr,
         &load.prefix,
         load.senders,
         load.size,
         load.inflight,
-    )
+    )?
+    .tls(target.tls.clone()))
 }
 
 /// The `fanout` scenario at `rate` lines/s.
@@ -563,7 +567,8 @@ fn connect_with(
     let mut load = load.clone();
     load.senders = 1;
     check_load(&load)?;
-    let mut fleet = Fleet::new(target.addr, &load.prefix, 1, load.size, load.inflight)?;
+    let mut fleet =
+        Fleet::new(target.addr, &load.prefix, 1, load.size, load.inflight)?.tls(target.tls.clone());
     if raw {
         fleet = fleet.raw();
     }
@@ -716,7 +721,7 @@ impl Login {
     /// As a JSON object.
     pub fn json(&self) -> String {
         format!(
-            "{{\"clients\":{},\"logged_in\":{},\"all_in_s\":{},\"all_notices_s\":{},\"inflight\":{},\"joins\":{},\"announced\":{},\"joins_expected\":{},\"errors\":{},\"first_error\":{},\"server_cpu_s\":{},\"bench_cpu_s\":{}}}",
+            "{{\"clients\":{},\"logged_in\":{},\"all_in_s\":{},\"all_notices_s\":{},\"inflight\":{},\"joins\":{},\"announced\":{},\"joins_expected\":{},\"errors\":{},\"first_error\":{},\"server_cpu_s\":{},\"bench_cpu_s\":{},\"tls\":{}}}",
             self.clients,
             self.logged_in,
             jnum(self.all_in_s),
@@ -729,6 +734,7 @@ impl Login {
             self.first_error.as_deref().map_or("null".into(), jstr),
             jnum(self.server_cpu),
             jnum(self.bench_cpu),
+            self.tls,
         )
     }
 }
