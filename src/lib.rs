@@ -27,6 +27,10 @@
 //! - [`store`]: the history on disk (`--history-db`): an SQLite file
 //!   opened (or refused) at start, one transaction of public lines per loop
 //!   turn, pruned to the kept lines, with a backlog when a write fails.
+//! - [`cluster`]: several servers, one room, through Redis: the room's
+//!   asks go out as Lua scripts (id, stream, publish in one atomic step),
+//!   records come back in one order for every server; two RESP links in the
+//!   same poll.
 //! - [`client`]: the `chat-client` library: two blocking threads (stdin
 //!   and socket), reconnects, keepalive and login as unit-tested policy code
 //!   ([`client::policy`], [`client::login`]), and on a terminal a line
@@ -39,6 +43,7 @@
 //! nothing from this library (see `BENCHMARKS.md`).
 
 pub mod client;
+pub mod cluster;
 pub mod line;
 pub mod logging;
 pub mod room;

@@ -251,7 +251,11 @@ impl Cli {
             assert!(Instant::now() < deadline, "chat-client did not exit");
             thread::sleep(Duration::from_millis(20));
         };
-        let err: Vec<String> = self.err.try_iter().collect();
+        // Everything it wrote, up to the end of the pipe.
+        let mut err = Vec::new();
+        while let Ok(l) = self.err.recv_timeout(WAIT) {
+            err.push(l);
+        }
         (code, err)
     }
 }

@@ -101,6 +101,18 @@ impl History {
         id
     }
 
+    /// Records a public line whose id was given elsewhere (the cluster's
+    /// order). Ids only grow; a gap means lines were lost on the way.
+    pub fn record_as(&mut self, id: u64, line: &[u8]) {
+        if id <= self.last_id {
+            return;
+        }
+        self.last_id = id;
+        if self.keep > 0 {
+            self.keep_line((id, line.into()));
+        }
+    }
+
     /// Adds a line to the ring, dropping the oldest beyond `keep`.
     fn keep_line(&mut self, kept: Kept) {
         if self.keep == 0 {
@@ -117,22 +129,17 @@ impl History {
         self.ring.iter().skip(self.ring.len().saturating_sub(n))
     }
 
-    /// Where the lines after `id` start, and how many of them are lost.
+    /// Where the lines after `id` start, and how many of them are lost (ids
+    /// after `id` that are not kept: too old, or never received).
     pub fn since(&self, id: u64) -> Since {
         if id > self.last_id {
             return Since::Future;
         }
-        let first_kept = self.ring.front().map_or(self.last_id + 1, |(i, _)| *i);
-        if id + 1 < first_kept {
-            Since::After {
-                lost: first_kept - 1 - id,
-                from: 0,
-            }
-        } else {
-            Since::After {
-                lost: 0,
-                from: (id + 1 - first_kept) as usize,
-            }
+        let from = self.ring.partition_point(|(i, _)| *i <= id);
+        let kept = (self.ring.len() - from) as u64;
+        Since::After {
+            lost: self.last_id - id - kept,
+            from,
         }
     }
 

@@ -12,13 +12,18 @@
 //!
 //! - [`history`]: the record of public lines, their ids and the ring of
 //!   kept lines.
+//! - [`cluster`]: the seam to the cluster (several servers, one room):
+//!   what must be the same everywhere goes out as an ask and comes back,
+//!   ordered, as a record every server applies the same way.
 
+pub mod cluster;
 pub mod history;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use cluster::Claim;
 pub use history::History;
 use history::Since;
 
@@ -111,8 +116,12 @@ impl Default for RoomConfig {
 #[derive(Debug)]
 enum Session {
     /// Connected, asked for a name, not in the room yet; `/since ID` asked
-    /// to resume after that id instead of the recent lines.
-    Login { since: Option<u64> },
+    /// to resume after that id instead of the recent lines; in a cluster,
+    /// the name being confirmed.
+    Login {
+        since: Option<u64>,
+        claim: Option<Claim>,
+    },
     /// In the room under a name.
     Member(Member),
 }
@@ -128,6 +137,8 @@ struct Member {
     tokens: f64,
     /// When `tokens` was last topped up.
     refilled: Instant,
+    /// In a cluster, the new name being confirmed.
+    rename: Option<Claim>,
 }
 
 /// The chat room: every session, the name index and the rules.
@@ -144,6 +155,8 @@ pub struct Room {
     history: History,
     /// What the room counted.
     counters: Counters,
+    /// In a cluster: the asks, the link, the other servers' users.
+    cluster: Option<cluster::Side>,
     /// Reused buffer a line is formatted into before it is sent.
     line: String,
 }
@@ -177,8 +190,16 @@ impl Room {
             names: HashMap::new(),
             history,
             counters: Counters::default(),
+            cluster: None,
             line: String::with_capacity(256),
         }
+    }
+
+    /// An empty room that is one part of a cluster, as server `node`.
+    pub fn with_cluster(config: RoomConfig, history: History, node: String) -> Self {
+        let mut room = Self::with_history(config, history);
+        room.cluster = Some(cluster::Side::new(node));
+        room
     }
 
     /// The record of public lines.
@@ -224,7 +245,10 @@ impl Room {
         if self.sessions.len() <= id {
             self.sessions.resize_with(id + 1, || None);
         }
-        self.sessions[id] = Some(Session::Login { since: None });
+        self.sessions[id] = Some(Session::Login {
+            since: None,
+            claim: None,
+        });
         self.notice_to(id, out, format_args!("Welcome! Please enter your name:"));
     }
 
@@ -234,6 +258,9 @@ impl Room {
         let line = decoded.trim();
         if line.is_empty() {
             return;
+        }
+        if self.busy(id) {
+            return self.hold(id, raw, out);
         }
         match self.sessions.get(id) {
             Some(Some(Session::Login { .. })) => self.login_line(id, line, now, out),
@@ -278,7 +305,7 @@ impl Room {
                     out,
                     format_args!("No name chosen within {secs} s; closing the connection."),
                 );
-                self.sessions[id] = None;
+                self.remove(id);
                 out.hang_up(id);
             }
             Some(Some(Session::Member(_))) => {
@@ -294,6 +321,7 @@ impl Room {
                 if let Some(name) = self.remove(id) {
                     self.notice_leave(
                         before,
+                        &name,
                         out,
                         format_args!("{name} has disconnected (timed out)."),
                     );
@@ -311,10 +339,11 @@ impl Room {
         let name = self.remove(id)?;
         match why {
             Gone::Disconnected => {
-                self.notice_leave(before, out, format_args!("{name} has disconnected."))
+                self.notice_leave(before, &name, out, format_args!("{name} has disconnected."))
             }
             Gone::TooSlow => self.notice_leave(
                 before,
+                &name,
                 out,
                 format_args!("{name} has disconnected (too slow to read)."),
             ),
@@ -374,32 +403,12 @@ impl Room {
             );
             return;
         }
-        let since = match self.sessions[id] {
-            Some(Session::Login { since }) => since,
-            _ => None,
-        };
         let name = name.into_owned();
-        self.names.insert(fold(&name), id);
-        let slot = self.members.len();
-        self.members.push(id);
-        self.sessions[id] = Some(Session::Member(Member {
-            name: name.clone(),
-            slot,
-            tokens: rate_burst(self.config.rate),
-            refilled: now,
-        }));
-        log::info!("conn {id} logged in as {name}");
-        let n = self.members.len();
-        let s = if n == 1 { "" } else { "s" };
-        self.notice_to(
-            id,
-            out,
-            format_args!(
-                "Welcome to the chat, {name}! {n} user{s} online. Type /help for the commands, /quit to leave."
-            ),
-        );
-        self.catch_up(id, since, out);
-        if self.announces(n) {
+        if self.ask_join(id, &name, out) {
+            return; // completes when the cluster's record arrives
+        }
+        self.complete_login(id, &name, now, out);
+        if self.announces(self.members.len()) {
             self.notice_all(out, format_args!("{name} joined the chat!"));
         } else {
             self.notice_to(id, out, format_args!("{name} joined the chat!"));
@@ -464,16 +473,20 @@ impl Room {
         self.config.announce_limit == 0 || n <= self.config.announce_limit
     }
 
-    /// Tells the others that a user left, if the room is small enough
-    /// (`before`: users in the room with the leaver).
+    /// Tells the others that `name` left, if the room is small enough
+    /// (`before`: users in the room with the leaver); in a cluster the
+    /// cluster decides, with the whole room's count.
     fn notice_leave(
         &mut self,
         before: usize,
+        name: &str,
         out: &mut impl Outbox,
         args: std::fmt::Arguments<'_>,
     ) {
-        if self.announces(before) {
-            self.notice_all(out, args);
+        self.line.clear();
+        let _ = writeln!(self.line, "[SERVER]: {args}");
+        if !self.ask_leave(name) && self.announces(before) {
+            self.publish(out);
         }
     }
 
@@ -481,8 +494,10 @@ impl Room {
     /// the asker's own connection (a user may change the case of their name).
     fn name_free(&self, name: &str, mine: Option<ConnId>) -> Result<(), String> {
         check_name(name).map_err(|e| e.explain().to_owned())?;
-        match self.names.get(&fold(name)) {
+        let key = fold(name);
+        match self.names.get(&key) {
             Some(&holder) if Some(holder) != mine => Err(format!("the name {name} is taken")),
+            _ if self.remote(&key).is_some() => Err(format!("the name {name} is taken")),
             _ => Ok(()),
         }
     }
@@ -562,10 +577,9 @@ impl Room {
         let Some(Some(Session::Member(m))) = self.sessions.get(id) else {
             return;
         };
-        self.counters.lines += 1;
         self.line.clear();
         let _ = writeln!(self.line, "{}: {text}", m.name);
-        self.publish(out);
+        self.say(id, out);
     }
 
     fn me(&mut self, id: ConnId, rest: &str, now: Instant, out: &mut impl Outbox) {
@@ -579,10 +593,9 @@ impl Room {
         let Some(Some(Session::Member(m))) = self.sessions.get(id) else {
             return;
         };
-        self.counters.lines += 1;
         self.line.clear();
         let _ = writeln!(self.line, "* {} {text}", m.name);
-        self.publish(out);
+        self.say(id, out);
     }
 
     fn msg(&mut self, id: ConnId, rest: &str, now: Instant, out: &mut impl Outbox) {
@@ -591,19 +604,32 @@ impl Room {
         if target.is_empty() || text.is_empty() {
             return self.notice_to(id, out, format_args!("Usage: /msg NAME TEXT"));
         }
-        let Some(&to) = self.names.get(&fold(target)) else {
-            let target = clean(target);
-            return self.notice_to(id, out, format_args!("No user named {target} is online."));
+        let key = fold(target);
+        let to = self.names.get(&key).copied();
+        let to_name = match (to, self.remote(&key)) {
+            (Some(to), _) => self.member_name(to),
+            (None, Some(r)) => r.name.clone(),
+            (None, None) => {
+                let target = clean(target);
+                return self.notice_to(id, out, format_args!("No user named {target} is online."));
+            }
         };
+        if to.is_none() && self.cut_off() {
+            return self.refuse_cut_off(id, out);
+        }
         if !self.allow(id, now, out) {
             return;
         }
         self.counters.lines += 1;
         let from = self.member_name(id);
-        let to_name = self.member_name(to);
         self.line.clear();
         let _ = writeln!(self.line, "[PM from {from}]: {text}");
-        self.deliver(to, out);
+        match to {
+            Some(to) => self.deliver(to, out),
+            None => {
+                self.ask_pm(&to_name);
+            }
+        }
         self.line.clear();
         let _ = writeln!(self.line, "[PM to {to_name}]: {text}");
         self.deliver(id, out);
@@ -622,13 +648,21 @@ impl Room {
             return self.notice_to(id, out, format_args!("Sorry, {why}."));
         }
         let new = new.into_owned();
-        self.names.remove(&fold(&old));
-        self.names.insert(fold(&new), id);
+        if self.ask_rename(id, &old, &new, out) {
+            return; // completes when the cluster's record arrives
+        }
+        self.rename_now(id, &old, &new);
+        self.notice_all(out, format_args!("{old} is now known as {new}."));
+    }
+
+    /// Renames `id` from `old` to `new` (the new name is confirmed).
+    fn rename_now(&mut self, id: ConnId, old: &str, new: &str) {
+        self.names.remove(&fold(old));
+        self.names.insert(fold(new), id);
         if let Some(Some(Session::Member(m))) = self.sessions.get_mut(id) {
-            m.name = new.clone();
+            m.name = new.to_owned();
         }
         log::info!("conn {id} renamed {old} -> {new}");
-        self.notice_all(out, format_args!("{old} is now known as {new}."));
     }
 
     fn who(&mut self, id: ConnId, now: Instant, out: &mut impl Outbox) {
@@ -643,6 +677,9 @@ impl Room {
                 _ => None,
             })
             .collect();
+        if let Some(c) = &self.cluster {
+            names.extend(c.remote.iter().map(|(k, r)| (k.clone(), r.name.as_str())));
+        }
         names.sort_unstable();
         let mut line = String::with_capacity(32 + names.len() * 12);
         let n = names.len();
@@ -709,7 +746,7 @@ impl Room {
     fn since(&mut self, id: ConnId, rest: &str, out: &mut impl Outbox) {
         match rest.trim().parse::<u64>() {
             Ok(after) => {
-                if let Some(Some(Session::Login { since })) = self.sessions.get_mut(id) {
+                if let Some(Some(Session::Login { since, .. })) = self.sessions.get_mut(id) {
                     *since = Some(after);
                 }
                 self.notice_to(
@@ -742,10 +779,11 @@ impl Room {
         self.remove(id);
         log::info!("conn {id} ({name}) quit");
         if reason.is_empty() {
-            self.notice_leave(before, out, format_args!("{name} left the chat."));
+            self.notice_leave(before, &name, out, format_args!("{name} left the chat."));
         } else {
             self.notice_leave(
                 before,
+                &name,
                 out,
                 format_args!("{name} left the chat. ({reason})"),
             );
@@ -755,9 +793,20 @@ impl Room {
     /// Forgets `id`'s session; returns its name if it was in the room.
     fn remove(&mut self, id: ConnId) -> Option<String> {
         let session = self.sessions.get_mut(id)?.take()?;
-        let Session::Member(m) = session else {
-            return None;
+        let m = match session {
+            Session::Member(m) => m,
+            Session::Login { claim, .. } => {
+                // A name being confirmed may already be the cluster's: give
+                // it up (the cluster announces the leave after the join).
+                if let Some(claim) = claim {
+                    self.release_claim(id, &claim.name, true);
+                }
+                return None;
+            }
         };
+        if let Some(claim) = &m.rename {
+            self.release_claim(id, &claim.name, false);
+        }
         self.names.remove(&fold(&m.name));
         self.members.swap_remove(m.slot);
         if let Some(&moved) = self.members.get(m.slot) {
@@ -766,6 +815,24 @@ impl Room {
             }
         }
         Some(m.name)
+    }
+
+    /// `id` left while the cluster was confirming `name` for it: give the
+    /// name up if the cluster gave it (with a leave notice if `told`, since
+    /// its join was told), and drop the lines it held.
+    fn release_claim(&mut self, id: ConnId, name: &str, told: bool) {
+        if let Some(c) = self.cluster.as_mut() {
+            c.held.remove(&id);
+            let line = if told {
+                format!("[SERVER]: {name} has disconnected.\n").into_bytes()
+            } else {
+                Vec::new()
+            };
+            c.asks.push(cluster::Ask::Leave {
+                name: name.to_owned(),
+                line: line.into(),
+            });
+        }
     }
 
     /// `id`'s name (a clone: callers go on to borrow `self` mutably).
@@ -790,6 +857,17 @@ impl Room {
     /// Sends the formatted line to one connection.
     fn deliver(&mut self, id: ConnId, out: &mut impl Outbox) {
         out.send(id, self.line.as_bytes());
+    }
+
+    /// A user's chat line or action (formatted): ordered by the cluster, or
+    /// published here when alone.
+    fn say(&mut self, id: ConnId, out: &mut impl Outbox) {
+        if self.ask_publish(id, out).is_none() {
+            self.counters.lines += 1;
+            self.publish(out);
+        } else if !self.cut_off() {
+            self.counters.lines += 1;
+        }
     }
 
     /// The formatted line is a public line: it gets the next id, is kept,

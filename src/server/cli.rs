@@ -1,7 +1,7 @@
 //! The `chat-server` command line: flags, start-up checks (one clear line and
 //! exit status 1 for anything unusable), binding, and the run.
 
-use std::net::TcpListener;
+use std::net::{TcpListener, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,8 +9,10 @@ use std::time::Duration;
 use clap::Parser;
 use log::LevelFilter;
 
+use socket2::{Domain, Protocol, Socket, Type};
+
 use super::tls::Certs;
-use super::{parse_exempt, Config, Listeners};
+use super::{parse_exempt, Backend, Config, Listeners};
 use crate::store::Store;
 
 /// The chatroom server: one room, one thread, one mio event loop.
@@ -91,6 +93,21 @@ pub struct Args {
     /// it any origin is accepted.
     #[arg(long, value_name = "ORIGIN")]
     web_origin: Vec<String>,
+    /// Join the room kept in this Redis (or Valkey): every server with the
+    /// same URL and --cluster-name serves the same room.
+    #[arg(long, value_name = "redis://HOST:PORT[/DB]", value_parser = crate::cluster::Url::parse)]
+    redis: Option<crate::cluster::Url>,
+    /// The room's name in Redis: the prefix of every key and channel.
+    #[arg(long, default_value = "chatroom", value_parser = cluster_name)]
+    cluster_name: String,
+    /// Seconds after which the other servers take a silent server's users
+    /// out of the room.
+    #[arg(long, default_value = "10", value_parser = seconds)]
+    node_ttl: Duration,
+    /// Let several servers on this machine listen on the same ports
+    /// (SO_REUSEPORT): the kernel spreads new connections over them.
+    #[arg(long)]
+    reuse_port: bool,
     #[command(flatten)]
     log: crate::logging::LogArgs,
 }
@@ -101,6 +118,17 @@ struct Exempt(Vec<ipnet::IpNet>);
 
 fn exempt(s: &str) -> Result<Exempt, String> {
     parse_exempt(s).map(Exempt)
+}
+
+fn cluster_name(s: &str) -> Result<String, String> {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    {
+        Ok(s.to_owned())
+    } else {
+        Err("letters, digits, '_', '-' and '.' only".into())
+    }
 }
 
 fn seconds(s: &str) -> Result<Duration, String> {
@@ -156,14 +184,29 @@ fn start(args: Args) -> Result<(), String> {
         (None, None) => None,
         _ => return Err("--tls-cert and --tls-key go together: give both or neither".into()),
     };
-    let store = match &args.history_db {
-        Some(path) => Some(Store::open(path, config.history).map_err(|e| e.to_string())?),
-        None => None,
+    let backend = match (&args.history_db, &args.redis) {
+        (Some(_), Some(_)) => {
+            return Err(
+                "--history-db cannot be used with --redis: the history is kept in Redis".into(),
+            )
+        }
+        (Some(path), None) => {
+            let (store, loaded) = Store::open(path, config.history).map_err(|e| e.to_string())?;
+            Backend::Disk(Box::new(store), loaded)
+        }
+        (None, Some(url)) => {
+            let (cluster, loaded) = crate::cluster::start(crate::cluster::Settings {
+                url: url.clone(),
+                name: args.cluster_name.clone(),
+                node_ttl: args.node_ttl,
+                history: config.history,
+                announce_limit: config.announce_limit,
+            })?;
+            Backend::Redis(Box::new(cluster), loaded)
+        }
+        (None, None) => Backend::Memory,
     };
-    let bind = |port: u16| {
-        TcpListener::bind((args.host.as_str(), port))
-            .map_err(|e| format!("cannot listen on {}:{port}: {e}", args.host))
-    };
+    let bind = |port: u16| bind(&args.host, port, args.reuse_port);
     let chat = if args.no_plain {
         None
     } else {
@@ -178,8 +221,29 @@ fn start(args: Args) -> Result<(), String> {
     } else {
         Some(bind(args.web_port)?)
     };
-    super::run(Listeners { chat, web, tls }, config, store)
+    super::run(Listeners { chat, web, tls }, config, backend)
         .map_err(|e| format!("server failed: {e}"))
+}
+
+/// Binds a listening socket; with `reuse_port`, SO_REUSEPORT first, so
+/// several servers on this machine share the port.
+fn bind(host: &str, port: u16, reuse_port: bool) -> Result<TcpListener, String> {
+    let fail = |e: &dyn std::fmt::Display| format!("cannot listen on {host}:{port}: {e}");
+    let addr = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| fail(&e))?
+        .next()
+        .ok_or_else(|| fail(&"no address"))?;
+    if !reuse_port {
+        return TcpListener::bind(addr).map_err(|e| fail(&e));
+    }
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .map_err(|e| fail(&e))?;
+    socket.set_reuse_address(true).map_err(|e| fail(&e))?;
+    socket.set_reuse_port(true).map_err(|e| fail(&e))?;
+    socket.bind(&addr.into()).map_err(|e| fail(&e))?;
+    socket.listen(1024).map_err(|e| fail(&e))?;
+    Ok(socket.into())
 }
 
 /// A file-size limit (`RLIMIT_FSIZE`) must fail the history database's

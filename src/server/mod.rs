@@ -31,8 +31,10 @@
 //! - `places`: `--max-clients` and `--max-per-ip`.
 //! - [`tls`]: the certificate and key, and TLS sessions under the
 //!   transports (a TLS port for lines; HTTPS and WSS on the web port).
+//! - `cluster`: the Redis links of a cluster in the same poll.
 
 pub mod cli;
+mod cluster;
 mod conn;
 mod places;
 mod read;
@@ -115,6 +117,19 @@ impl Default for Config {
     }
 }
 
+/// Where the room's record lives: in memory, in an SQLite file, or in Redis
+/// (shared by every server of the cluster).
+pub enum Backend {
+    /// Memory only.
+    Memory,
+    /// `--history-db`: the store (boxed, like the cluster: both are large
+    /// and made once) and what it loaded.
+    Disk(Box<Store>, Loaded),
+    /// `--redis`: the cluster driver (boxed: it is large and made once) and
+    /// what it loaded.
+    Redis(Box<crate::cluster::Cluster>, crate::cluster::Loaded),
+}
+
 /// The sockets the server listens on, bound by the caller (port 0 in tests).
 #[derive(Debug)]
 pub struct Listeners {
@@ -146,7 +161,7 @@ const SIGNALS: Token = Token(usize::MAX - 1);
 /// Token of the web listener.
 const WEB_LISTENER: Token = Token(usize::MAX - 2);
 /// Token of the TLS line-protocol listener.
-const TLS_LISTENER: Token = Token(usize::MAX - 3);
+const TLS_LISTENER: Token = Token(usize::MAX - 5);
 
 /// Bytes read per `read` call into the loop's one scratch buffer.
 const READ_CHUNK: usize = 16 * 1024;
@@ -231,6 +246,8 @@ pub struct Server {
     places: Places,
     /// The history database (`--history-db`), if any.
     disk: Option<Disk>,
+    /// The cluster (`--redis`), if any.
+    cluster: Option<Box<crate::cluster::Cluster>>,
     /// The one read buffer, reused for every read.
     scratch: Vec<u8>,
     /// A scratch buffer for encoding a line twice (ids and WebSocket).
@@ -275,20 +292,16 @@ pub struct Server {
     started: Instant,
 }
 
-/// Runs a server on already-bound listeners until SIGINT/SIGTERM, with the
-/// history database `store` (opened by the caller, so a bad file stops the
-/// program before anything listens).
-pub fn run(listeners: Listeners, config: Config, store: Option<(Store, Loaded)>) -> io::Result<()> {
-    Server::new(listeners, config, store)?.run()
+/// Runs a server on already-bound listeners until SIGINT/SIGTERM, with its
+/// record in `backend` (opened by the caller, so a bad file or an absent
+/// Redis stops the program before anything listens).
+pub fn run(listeners: Listeners, config: Config, backend: Backend) -> io::Result<()> {
+    Server::new(listeners, config, backend)?.run()
 }
 
 impl Server {
     /// Sets up the loop around `listeners`; `store` with the lines it loaded.
-    pub fn new(
-        listeners: Listeners,
-        config: Config,
-        store: Option<(Store, Loaded)>,
-    ) -> io::Result<Server> {
+    pub fn new(listeners: Listeners, config: Config, backend: Backend) -> io::Result<Server> {
         let poll = Poll::new()?;
         let (listener, addr) = listen_opt(&poll, listeners.chat, LISTENER)?;
         let (web_listener, web_addr) = listen_opt(&poll, listeners.web, WEB_LISTENER)?;
@@ -309,33 +322,50 @@ impl Server {
         };
         let shortest = config.idle_timeout.min(config.login_timeout);
         let sweep_every = (shortest / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
-        let mut history = History::new(config.history, 0);
-        let disk = store.map(|(store, loaded)| {
-            history = History::new(config.history, loaded.last_id).with_journal();
-            history.restore(
-                loaded
-                    .lines
-                    .into_iter()
-                    .map(|l| (l.id, format!("{}\n", l.text).into_bytes().into())),
-            );
-            log::info!(
-                "history: {} line(s) loaded, last id {}",
-                history.len(),
-                history.last_id()
-            );
-            Disk { store, failing: 0 }
-        });
-        let room = Room::with_history(
-            RoomConfig {
-                max_line: config.max_line,
-                idle_timeout: config.idle_timeout,
-                login_timeout: config.login_timeout,
-                rate: config.rate,
-                announce_limit: config.announce_limit,
-                join_history: config.join_history.min(config.history),
-            },
-            history,
-        );
+        let room_config = RoomConfig {
+            max_line: config.max_line,
+            idle_timeout: config.idle_timeout,
+            login_timeout: config.login_timeout,
+            rate: config.rate,
+            announce_limit: config.announce_limit,
+            join_history: config.join_history.min(config.history),
+        };
+        let (room, disk, cluster) = match backend {
+            Backend::Memory => (
+                Room::with_history(room_config, History::new(config.history, 0)),
+                None,
+                None,
+            ),
+            Backend::Disk(store, loaded) => {
+                let mut history = History::new(config.history, loaded.last_id).with_journal();
+                history.restore(
+                    loaded
+                        .lines
+                        .into_iter()
+                        .map(|l| (l.id, format!("{}\n", l.text).into_bytes().into())),
+                );
+                log::info!(
+                    "history: {} line(s) loaded, last id {}",
+                    history.len(),
+                    history.last_id()
+                );
+                let disk = Disk {
+                    store: *store,
+                    failing: 0,
+                };
+                (Room::with_history(room_config, history), Some(disk), None)
+            }
+            Backend::Redis(mut cluster, loaded) => {
+                let mut history = History::new(config.history, loaded.last_id);
+                history.restore(loaded.lines);
+                let node = cluster.node().to_owned();
+                let mut room = Room::with_cluster(room_config, history, node);
+                room.set_remote(loaded.users);
+                cluster.register(poll.registry(), cluster::REDIS_CMD, cluster::REDIS_SUB)?;
+                cluster.begin(&mut room);
+                (room, None, Some(cluster))
+            }
+        };
         let places = Places::new(
             config.max_clients,
             config.max_per_ip,
@@ -354,6 +384,7 @@ impl Server {
             room,
             places,
             disk,
+            cluster,
             scratch: vec![0; READ_CHUNK],
             encode_scratch: Vec::new(),
             logs: std::array::from_fn(|_| Vec::with_capacity(LOG_KEEP)),
@@ -437,6 +468,8 @@ impl Server {
                     WEB_LISTENER => accept_ready[1] = true,
                     TLS_LISTENER => accept_ready[2] = true,
                     SIGNALS => self.check_signals(now),
+                    cluster::REDIS_CMD => self.redis_ready(true, now),
+                    cluster::REDIS_SUB => self.redis_ready(false, now),
                     Token(key) => {
                         // Errors and hang-ups show up as readable: the read says which.
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -463,11 +496,14 @@ impl Server {
                 self.sweep(now);
                 self.next_sweep = now + self.sweep_every;
             }
+            self.redis_turn(now);
             self.settle(now);
             if let Some(by) = self.shutdown_by {
                 // Done once every connection has been told, flushed and sent
-                // its FIN (or the drain time is up).
-                if self.conns.iter().all(|(_, c)| c.shut) || now >= by {
+                // its FIN, and the cluster has its users back (or the drain
+                // time is up).
+                let settled = self.cluster.as_ref().is_none_or(|c| c.settled());
+                if (settled && self.conns.iter().all(|(_, c)| c.shut)) || now >= by {
                     let cut = self.conns.iter().filter(|(_, c)| !c.shut).count();
                     log::info!(
                         "shut down: {} connection(s) closed, {cut} with output not fully sent",
@@ -492,6 +528,9 @@ impl Server {
         }
         if let Some(t) = self.shutdown_by {
             next = next.min(t);
+        }
+        if let Some(c) = &self.cluster {
+            next = next.min(c.next_due());
         }
         next.saturating_duration_since(now)
     }
@@ -583,16 +622,7 @@ impl Server {
     /// TLS handshake.
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant, door: Door) {
         let web = door == Door::Web;
-        let tls = match (&self.certs, door) {
-            (Some(certs), Door::TlsChat | Door::Web) => match certs.session() {
-                Ok(s) => Some(Box::new(s)),
-                Err(e) => {
-                    log::error!("{peer}: cannot start a TLS session: {e}");
-                    return;
-                }
-            },
-            _ => None,
-        };
+        let tls = self.certs.is_some() && door != Door::Chat;
         let place = match self.places.take(peer.ip()) {
             Ok(p) => p,
             Err(why) => {
@@ -616,7 +646,7 @@ impl Server {
                 };
                 // Over TLS the answer would need a handshake, which costs
                 // what the limit is there to keep: the peer is just closed.
-                if tls.is_none() {
+                if !tls {
                     let _ = stream.write(&answer);
                 }
                 let _ = stream.shutdown(Shutdown::Write);
@@ -626,6 +656,15 @@ impl Server {
         if let Err(e) = stream.set_nodelay(true) {
             log::debug!("{peer}: set_nodelay: {e}");
         }
+        let session = self.certs.as_ref().filter(|_| tls).map(|c| c.session());
+        let session = match session.transpose() {
+            Ok(s) => s.map(Box::new),
+            Err(e) => {
+                log::error!("{peer}: cannot start a TLS session: {e}");
+                self.places.give_back(place);
+                return;
+            }
+        };
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if let Err(e) = self
@@ -643,11 +682,11 @@ impl Server {
             Kind::Lines(LineReader::new(self.config.max_line))
         };
         let mut conn = Connection::new(stream, peer, kind, place, now);
-        let plain_chat = !web && tls.is_none();
+        let plain_chat = !web && !tls;
         if plain_chat {
             conn.transport = Some(conn::Transport::Tcp);
         }
-        conn.tls = tls;
+        conn.tls = session;
         entry.insert(conn);
         if !plain_chat {
             // Web: waits for its request; TLS: for its handshake (`tls`).
@@ -967,6 +1006,9 @@ impl Server {
             let _ = self.poll.registry().deregister(&mut l);
         }
         self.shutdown_by = Some(now + self.config.drain_timeout);
+        if let Some(c) = self.cluster.as_mut() {
+            c.farewell();
+        }
         let (room, mut wire) = self.wire(now);
         room.shutdown(&mut wire);
         // Connections without a session (already hanging up, or plain HTTP)
