@@ -36,6 +36,8 @@
 //!   ([`client::policy`], [`client::login`]), and on a terminal a line
 //!   editor that keeps the half-typed line intact ([`client::term`]).
 //! - [`logging`]: log set-up shared by the binaries (logs go to stderr).
+//! - [`web`]: the web side: the chat page's files (`web/`) compiled into the
+//!   binary ([`web::assets`]).
 //! - `src/bin/`: thin `main`s that parse flags and call the library.
 //!
 //! The benchmark, `chat-bench`, is a separate crate of the workspace

@@ -11,7 +11,8 @@
 //! - [`http`]: the request head, routing, and every HTTP response.
 //! - [`ws`]: the WebSocket frame codec, server side.
 //! - [`metrics`]: the `/metrics` body in Prometheus text format.
-//! - [`assets`]: the page's files, by path.
+//! - [`assets`]: the chat page's files (`web/` in the repository), compiled
+//!   into the binary, looked up by request path.
 
 pub mod assets;
 pub mod http;

@@ -40,13 +40,29 @@ impl Server {
     }
 
     /// Like [`Server::start`], from a prepared command (e.g. `prlimit ... chat-server`).
-    pub fn start_with(mut cmd: Command, args: &[&str]) -> Server {
+    pub fn start_with(cmd: Command, args: &[&str]) -> Server {
+        Self::spawn(cmd, 0, args)
+    }
+
+    /// Like [`Server::start`], on a given port (a restart on the port an
+    /// earlier run got); ARGS may give `--web-port` (else 0).
+    pub fn start_at(port: u16, args: &[&str]) -> Server {
+        let cmd = Command::new(env!("CARGO_BIN_EXE_chat-server"));
+        Self::spawn(cmd, port, args)
+    }
+
+    fn spawn(mut cmd: Command, port: u16, args: &[&str]) -> Server {
         let web = !args.contains(&"--no-web");
+        let web_port_given = args.contains(&"--web-port");
         let plain = !args.contains(&"--no-plain");
         let tls = args.contains(&"--tls-cert");
         let tls_port = tls && !args.contains(&"--tls-port");
-        cmd.args(["--host", "127.0.0.1", "--port", "0"])
-            .args(if web { &["--web-port", "0"][..] } else { &[] })
+        cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(if web && !web_port_given {
+                &["--web-port", "0"][..]
+            } else {
+                &[]
+            })
             .args(if tls_port {
                 &["--tls-port", "0"][..]
             } else {
