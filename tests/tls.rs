@@ -5,77 +5,24 @@
 //! here, at test time, with rcgen; nothing secret is in the repository.
 mod common;
 mod support;
+mod tls_support;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 use common::{Client, Server, WAIT};
 use support::wait_log;
-
-/// A test CA and the files it signs, in a temporary directory.
-struct Pki {
-    dir: tempfile::TempDir,
-    issuer: Issuer<'static, KeyPair>,
-    /// `ca.pem`: the CA's certificate, for `--ca` and test clients.
-    ca: PathBuf,
-}
-
-impl Pki {
-    /// A new CA named `name`.
-    fn new(name: &str) -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, cert.pem()).unwrap();
-        Pki {
-            issuer: Issuer::new(params, key),
-            dir,
-            ca,
-        }
-    }
-
-    /// A server certificate for `names` and its key, written to
-    /// `TAG-cert.pem` and `TAG-key.pem`; returns the paths and the
-    /// certificate's DER.
-    fn server(&self, tag: &str, names: &[&str]) -> (PathBuf, PathBuf, Vec<u8>) {
-        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        let params = CertificateParams::new(names).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let c = self.path(&format!("{tag}-cert.pem"));
-        let k = self.path(&format!("{tag}-key.pem"));
-        std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
-        (c, k, cert.der().to_vec())
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.dir.path().join(file)
-    }
-}
-
-/// Starts a server with the certificate `cert` and key `key`, and `args`.
-fn tls_server(cert: &Path, key: &Path, args: &[&str]) -> Server {
-    let (c, k) = (cert.to_str().unwrap(), key.to_str().unwrap());
-    let mut all = vec!["--tls-cert", c, "--tls-key", k];
-    all.extend_from_slice(args);
-    Server::start(&all)
-}
+use tls_support::{tls_server, Pki};
 
 /// A client configuration that trusts the CA in `ca`.
 fn client_config(ca: &Path) -> Arc<ClientConfig> {
