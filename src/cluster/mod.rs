@@ -189,6 +189,18 @@ pub struct Cluster {
     tokens: (Token, Token),
 }
 
+/// Which script to run.
+#[derive(Debug, Clone, Copy)]
+enum Script {
+    Publish,
+    Join,
+    Leave,
+    Rename,
+    Beat,
+    Reap,
+    Resync,
+}
+
 /// The scripts, with the prelude, built once.
 struct Scripts {
     publish: String,
@@ -198,6 +210,11 @@ struct Scripts {
     beat: String,
     reap: String,
     resync: String,
+}
+
+/// A line without its LF (scripts store and publish lines without it).
+fn no_lf(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\n").unwrap_or(line)
 }
 
 /// Channel for the room's records.
@@ -429,15 +446,30 @@ impl Cluster {
     }
 
     /// Queues an `EVAL` of `script` with `args` after the prefix.
-    fn eval(&mut self, script: &str, args: &[&[u8]], reply: Reply) {
-        let Some(cmd) = self.cmd.as_mut() else {
+    fn eval(&mut self, script: Script, args: &[&[u8]], reply: Reply) {
+        let Cluster {
+            cmd: Some(cmd),
+            scripts,
+            settings,
+            replies,
+            ..
+        } = self
+        else {
             return;
         };
-        let p = self.settings.name.as_bytes();
-        let mut all: Vec<&[u8]> = vec![b"EVAL", script.as_bytes(), b"0", p];
+        let text = match script {
+            Script::Publish => &scripts.publish,
+            Script::Join => &scripts.join,
+            Script::Leave => &scripts.leave,
+            Script::Rename => &scripts.rename,
+            Script::Beat => &scripts.beat,
+            Script::Reap => &scripts.reap,
+            Script::Resync => &scripts.resync,
+        };
+        let mut all: Vec<&[u8]> = vec![b"EVAL", text.as_bytes(), b"0", settings.name.as_bytes()];
         all.extend_from_slice(args);
         cmd.command(&all);
-        self.replies.push_back(reply);
+        replies.push_back(reply);
     }
 
     /// What a fresh connection does first: the database, the leaves the
@@ -473,8 +505,7 @@ impl Cluster {
             args.push(name.as_bytes());
             args.push(f.as_bytes());
         }
-        let resync = self.scripts.resync.clone();
-        self.eval(&resync, &args, Reply::Resync);
+        self.eval(Script::Resync, &args, Reply::Resync);
         if let Some(cmd) = self.cmd.as_mut() {
             cmd.command(&[
                 b"HGETALL",
@@ -523,10 +554,9 @@ impl Cluster {
                     line,
                 } => {
                     let (c, t, f) = (conn.to_string(), tag.to_string(), fold(&name));
-                    let line = line.strip_suffix(b"\n").unwrap_or(&line).to_vec();
-                    let script = self.scripts.join.clone();
+                    let line = no_lf(&line);
                     self.eval(
-                        &script,
+                        Script::Join,
                         &[
                             maxlen.as_bytes(),
                             limit.as_bytes(),
@@ -535,24 +565,23 @@ impl Cluster {
                             t.as_bytes(),
                             name.as_bytes(),
                             f.as_bytes(),
-                            &line,
+                            line,
                         ],
                         Reply::Join { conn, tag },
                     );
                 }
                 Ask::Leave { name, line } => {
                     let f = fold(&name);
-                    let line = line.strip_suffix(b"\n").unwrap_or(&line).to_vec();
-                    let script = self.scripts.leave.clone();
+                    let line = no_lf(&line);
                     self.eval(
-                        &script,
+                        Script::Leave,
                         &[
                             maxlen.as_bytes(),
                             limit.as_bytes(),
                             node.as_bytes(),
                             name.as_bytes(),
                             f.as_bytes(),
-                            &line,
+                            line,
                         ],
                         Reply::Ignore("leave"),
                     );
@@ -566,10 +595,9 @@ impl Cluster {
                 } => {
                     let (c, t) = (conn.to_string(), tag.to_string());
                     let (of, nf) = (fold(&old), fold(&new));
-                    let line = line.strip_suffix(b"\n").unwrap_or(&line).to_vec();
-                    let script = self.scripts.rename.clone();
+                    let line = no_lf(&line);
                     self.eval(
-                        &script,
+                        Script::Rename,
                         &[
                             maxlen.as_bytes(),
                             node.as_bytes(),
@@ -579,7 +607,7 @@ impl Cluster {
                             of.as_bytes(),
                             new.as_bytes(),
                             nf.as_bytes(),
-                            &line,
+                            line,
                         ],
                         Reply::Rename { conn, tag },
                     );
@@ -603,8 +631,7 @@ impl Cluster {
         if !lines.is_empty() {
             let mut args: Vec<&[u8]> = vec![maxlen.as_bytes()];
             args.extend(lines.iter().map(Vec::as_slice));
-            let script = self.scripts.publish.clone();
-            self.eval(&script, &args, Reply::Ignore("publish"));
+            self.eval(Script::Publish, &args, Reply::Ignore("publish"));
         }
     }
 
@@ -628,9 +655,8 @@ impl Cluster {
             if now >= self.next_beat {
                 let ttl = self.settings.node_ttl.as_millis().to_string();
                 let node = self.node.clone();
-                let script = self.scripts.beat.clone();
                 self.eval(
-                    &script,
+                    Script::Beat,
                     &[node.as_bytes(), ttl.as_bytes()],
                     Reply::Ignore("beat"),
                 );
@@ -639,9 +665,8 @@ impl Cluster {
             if now >= self.next_reap {
                 let (maxlen, limit) = (self.maxlen(), self.settings.announce_limit.to_string());
                 let node = self.node.clone();
-                let script = self.scripts.reap.clone();
                 self.eval(
-                    &script,
+                    Script::Reap,
                     &[maxlen.as_bytes(), limit.as_bytes(), node.as_bytes(), b""],
                     Reply::Ignore("reap"),
                 );
@@ -977,9 +1002,8 @@ impl Cluster {
         }
         let (maxlen, limit) = (self.maxlen(), self.settings.announce_limit.to_string());
         let node = self.node.clone();
-        let script = self.scripts.reap.clone();
         self.eval(
-            &script,
+            Script::Reap,
             &[
                 maxlen.as_bytes(),
                 limit.as_bytes(),

@@ -29,6 +29,20 @@ end
 local function announce(limit, n)
   return limit == 0 or n <= limit
 end
+-- Takes folded name f, held by node n as v ("NODE NAME"), out of the room
+-- (as "has disconnected") and adds its record to out.
+local function drop_name(n, f, v, maxlen, limit, out)
+  local count = redis.call('HLEN', names)
+  redis.call('HDEL', names, f)
+  redis.call('SREM', P .. ':members:' .. n, f)
+  local name = string.sub(v, #n + 2)
+  local body = n .. ' 0 0 Q ' .. name .. ' - '
+  if announce(limit, count) then
+    out[#out + 1] = order(maxlen, body .. '[SERVER]: ' .. name .. ' has disconnected.')
+  else
+    out[#out + 1] = '0 ' .. body
+  end
+end
 "#;
 
 /// Orders a turn's public lines. ARGV: P, maxlen, body...
@@ -128,15 +142,7 @@ local function reap(n)
   for _, f in ipairs(redis.call('SMEMBERS', members)) do
     local v = redis.call('HGET', names, f)
     if v and owner_of(v) == n then
-      local count = redis.call('HLEN', names)
-      redis.call('HDEL', names, f)
-      local name = string.sub(v, #n + 2)
-      local body = n .. ' 0 0 Q ' .. name .. ' - '
-      if announce(limit, count) then
-        out[#out + 1] = order(maxlen, body .. '[SERVER]: ' .. name .. ' has disconnected.')
-      else
-        out[#out + 1] = '0 ' .. body
-      end
+      drop_name(n, f, v, maxlen, limit, out)
     end
   end
   redis.call('DEL', members, P .. ':node:' .. n)
@@ -183,15 +189,7 @@ for _, f in ipairs(redis.call('SMEMBERS', members)) do
     local v = redis.call('HGET', names, f)
     redis.call('SREM', members, f)
     if v and owner_of(v) == node then
-      local count = redis.call('HLEN', names)
-      redis.call('HDEL', names, f)
-      local name = string.sub(v, #node + 2)
-      local body = node .. ' 0 0 Q ' .. name .. ' - '
-      if announce(limit, count) then
-        out[#out + 1] = order(maxlen, body .. '[SERVER]: ' .. name .. ' has disconnected.')
-      else
-        out[#out + 1] = '0 ' .. body
-      end
+      drop_name(node, f, v, maxlen, limit, out)
     end
   end
 end

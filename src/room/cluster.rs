@@ -608,3 +608,264 @@ impl Room {
         self.catch_up(id, since, out);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::room::{History, Recorder, RoomConfig};
+
+    /// Two servers' rooms and an in-memory stand-in for the Lua scripts'
+    /// rules (ids, names, announce limit), to test the room's side of the
+    /// seam without Redis; the real scripts are tested against a real
+    /// redis-server in tests/cluster*.rs.
+    struct Pair {
+        rooms: [Room; 2],
+        outs: [Recorder; 2],
+        names: HashMap<String, (usize, String)>,
+        id: u64,
+        now: Instant,
+        limit: usize,
+    }
+
+    impl Pair {
+        fn new(limit: usize) -> Self {
+            let config = RoomConfig {
+                announce_limit: limit,
+                ..RoomConfig::default()
+            };
+            let mk = |n: &str| Room::with_cluster(config.clone(), History::new(50, 0), n.into());
+            Pair {
+                rooms: [mk("n0"), mk("n1")],
+                outs: [Recorder::default(), Recorder::default()],
+                names: HashMap::new(),
+                id: 0,
+                now: Instant::now(),
+                limit,
+            }
+        }
+
+        /// Runs every ask to completion, as Redis would, and applies the
+        /// records on both servers, in one order.
+        fn settle(&mut self) {
+            loop {
+                let mut records = Vec::new();
+                for s in 0..2 {
+                    for ask in self.rooms[s].take_asks() {
+                        self.order(s, ask, &mut records);
+                    }
+                }
+                if records.is_empty() {
+                    return;
+                }
+                for rec in &records {
+                    for s in 0..2 {
+                        self.rooms[s].apply(rec, self.now, &mut self.outs[s]);
+                    }
+                }
+            }
+        }
+
+        fn record(
+            &mut self,
+            s: usize,
+            conn: u64,
+            tag: u64,
+            event: Event,
+            line: Option<&[u8]>,
+        ) -> Record {
+            let id = line.map_or(0, |_| {
+                self.id += 1;
+                self.id
+            });
+            Record {
+                id,
+                origin: format!("n{s}"),
+                conn,
+                tag,
+                event,
+                line: line.unwrap_or_default().into(),
+            }
+        }
+
+        fn order(&mut self, s: usize, ask: Ask, records: &mut Vec<Record>) {
+            let limit = self.limit;
+            match ask {
+                Ask::Publish { conn, tag, line } => {
+                    records.push(self.record(s, conn as u64, tag, Event::Line, Some(&line)))
+                }
+                Ask::Join {
+                    conn,
+                    tag,
+                    name,
+                    line,
+                } => {
+                    let f = fold(&name);
+                    if self.names.contains_key(&f) {
+                        self.rooms[s].claim_refused(conn, tag, self.now, &mut self.outs[s]);
+                        return;
+                    }
+                    self.names.insert(f, (s, name.clone()));
+                    let told = self.names.len() <= limit;
+                    let line = told.then_some(&line[..]);
+                    records.push(self.record(s, conn as u64, tag, Event::Join(name), line));
+                }
+                Ask::Leave { name, line } => {
+                    let n = self.names.len();
+                    if self.names.remove(&fold(&name)).is_some() {
+                        let line = (!line.is_empty() && n <= limit).then_some(&line[..]);
+                        records.push(self.record(s, 0, 0, Event::Leave(name), line));
+                    }
+                }
+                Ask::Rename {
+                    conn,
+                    tag,
+                    old,
+                    new,
+                    line,
+                } => {
+                    if fold(&old) != fold(&new) && self.names.contains_key(&fold(&new)) {
+                        self.rooms[s].claim_refused(conn, tag, self.now, &mut self.outs[s]);
+                        return;
+                    }
+                    self.names.remove(&fold(&old));
+                    self.names.insert(fold(&new), (s, new.clone()));
+                    records.push(self.record(
+                        s,
+                        conn as u64,
+                        tag,
+                        Event::Rename(old, new),
+                        Some(&line),
+                    ));
+                }
+                Ask::Pm { node, to, line } => {
+                    let t: usize = node[1..].parse().unwrap();
+                    self.rooms[t].pm_in(&to, &line, &mut self.outs[t]);
+                }
+            }
+        }
+
+        fn say(&mut self, s: usize, id: ConnId, line: &str) {
+            self.rooms[s].line(id, line.as_bytes(), self.now, &mut self.outs[s]);
+        }
+
+        fn join(&mut self, s: usize, id: ConnId, name: &str) {
+            self.rooms[s].connect(id, &mut self.outs[s]);
+            self.say(s, id, name);
+            self.settle();
+        }
+
+        fn take(&mut self, s: usize, id: ConnId) -> Vec<String> {
+            self.outs[s].take(id)
+        }
+    }
+
+    #[test]
+    fn a_login_completes_when_its_record_arrives_and_lines_wait_meanwhile() {
+        let mut p = Pair::new(100);
+        p.rooms[0].connect(0, &mut p.outs[0]);
+        p.say(0, 0, "alice");
+        p.say(0, 0, "hello");
+        assert!(!p.rooms[0].is_member(0) && p.rooms[0].busy(0));
+        p.settle();
+        let got = p.take(0, 0);
+        assert!(
+            got[1].starts_with("[SERVER]: Welcome to the chat, alice! 1 user online"),
+            "{got:?}"
+        );
+        assert_eq!(
+            got[2..],
+            ["[SERVER]: alice joined the chat!", "alice: hello"]
+        );
+    }
+
+    #[test]
+    fn names_are_unique_across_servers_and_who_and_msg_reach_them() {
+        let mut p = Pair::new(100);
+        p.join(0, 0, "alice");
+        p.join(1, 0, "bob");
+        p.rooms[1].connect(1, &mut p.outs[1]);
+        p.say(1, 1, "ALICE");
+        p.settle();
+        let got = p.take(1, 1);
+        assert!(
+            got.iter().any(|l| l.contains("the name ALICE is taken")),
+            "{got:?}"
+        );
+        assert!(!p.rooms[1].is_member(1));
+        p.take(0, 0);
+        p.take(1, 0);
+        p.say(1, 0, "/who");
+        assert_eq!(p.take(1, 0), ["[SERVER]: 2 users online: alice, bob"]);
+        p.say(1, 0, "/msg Alice psst");
+        p.settle();
+        assert_eq!(p.take(1, 0), ["[PM to alice]: psst"]);
+        assert_eq!(p.take(0, 0), ["[PM from bob]: psst"]);
+    }
+
+    #[test]
+    fn every_server_sees_the_same_ids_and_history() {
+        let mut p = Pair::new(100);
+        p.join(0, 0, "alice");
+        p.join(1, 0, "bob");
+        p.say(0, 0, "one");
+        p.say(1, 0, "two");
+        p.settle();
+        let a: Vec<_> = p.rooms[0]
+            .history()
+            .last(10)
+            .map(|(i, l)| (*i, l.clone()))
+            .collect();
+        let b: Vec<_> = p.rooms[1]
+            .history()
+            .last(10)
+            .map(|(i, l)| (*i, l.clone()))
+            .collect();
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 4); // two joins, two lines
+    }
+
+    #[test]
+    fn above_the_limit_joins_are_quiet_and_leaves_go_through_the_cluster() {
+        let mut p = Pair::new(2);
+        p.join(0, 0, "u1");
+        p.join(1, 0, "u2");
+        p.take(0, 0);
+        p.take(1, 0);
+        p.join(1, 1, "u3");
+        let mine = p.take(1, 1);
+        assert_eq!(mine.last().unwrap(), "[SERVER]: u3 joined the chat!");
+        assert!(
+            p.take(0, 0).is_empty(),
+            "a quiet join reached another server"
+        );
+        p.say(1, 1, "/who");
+        assert!(p.take(1, 1)[0].starts_with("[SERVER]: 3 users online"));
+        p.rooms[1].disconnect(1, crate::room::Gone::Disconnected, &mut p.outs[1]);
+        p.settle();
+        assert!(p.take(0, 0).is_empty(), "a leave in a room of 3 was told");
+        p.say(0, 0, "/quit");
+        p.settle();
+        assert_eq!(p.take(1, 0), ["[SERVER]: u1 left the chat."]);
+    }
+
+    #[test]
+    fn while_the_link_is_down_public_lines_and_logins_are_refused_with_a_notice() {
+        let mut p = Pair::new(100);
+        p.join(0, 0, "alice");
+        p.take(0, 0);
+        p.rooms[0].link(false, p.now, &mut p.outs[0]);
+        p.say(0, 0, "lost?");
+        p.rooms[0].connect(1, &mut p.outs[0]);
+        p.say(0, 1, "bob");
+        assert!(p.rooms[0].take_asks().is_empty());
+        let got = p.take(0, 0);
+        assert!(got[0].contains("link to the cluster is lost"), "{got:?}");
+        assert!(got[1].contains("was not delivered"), "{got:?}");
+        assert!(p
+            .take(0, 1)
+            .iter()
+            .any(|l| l.contains("send your name again")));
+        p.rooms[0].link(true, p.now, &mut p.outs[0]);
+        assert!(p.take(0, 0)[0].contains("link to the cluster is back"));
+    }
+}
