@@ -218,6 +218,7 @@ fn server_on(port: u16, more: &[&str]) -> Server {
     Server {
         child,
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        tls_addr: None,
         web_addr: None,
         log,
     }

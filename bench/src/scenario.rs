@@ -101,6 +101,8 @@ pub struct Login {
     /// History lines replayed to the clients at login (between
     /// `History (K lines):` and `End of history.`), over all clients.
     pub replayed: u64,
+    /// The clients spoke TLS.
+    pub tls: bool,
 }
 
 impl Login {
@@ -329,6 +331,7 @@ pub(crate) fn log_in(fleet: &mut Fleet, target: &Target, load: &Load) -> Login {
         server_cpu: server_cpu(target) - cpu0,
         bench_cpu: sys::self_cpu() - me0,
         replayed: c.replayed - before.replayed,
+        tls: fleet.is_tls(),
     }
 }
 
@@ -433,13 +436,14 @@ pub(crate) fn check_load(load: &Load) -> io::Result<()> {
 
 /// The clients `load` describes, not yet connected, against `target`.
 pub(crate) fn fleet_for(target: &Target, load: &Load) -> io::Result<Fleet> {
-    Fleet::new(
+    Ok(Fleet::new(
         target.addr,
         &load.prefix,
         load.senders,
         load.size,
         load.inflight,
-    )
+    )?
+    .tls(target.tls.clone()))
 }
 
 /// The `fanout` scenario at `rate` lines/s.
@@ -613,10 +617,14 @@ fn connect_with(
     load.senders = 1;
     check_load(&load)?;
     if load.seed > 0 {
+        if target.tls.is_some() {
+            return Err(io::Error::other("--seed talks plain TCP: not with --tls"));
+        }
         seed_history(target, load.seed)?;
     }
-    let mut fleet =
-        Fleet::new(target.addr, &load.prefix, 1, load.size, load.inflight)?.since(load.since);
+    let mut fleet = Fleet::new(target.addr, &load.prefix, 1, load.size, load.inflight)?
+        .since(load.since)
+        .tls(target.tls.clone());
     if raw {
         fleet = fleet.raw();
     }
@@ -777,7 +785,7 @@ impl Login {
     /// As a JSON object.
     pub fn json(&self) -> String {
         format!(
-            "{{\"clients\":{},\"logged_in\":{},\"all_in_s\":{},\"all_notices_s\":{},\"inflight\":{},\"joins\":{},\"announced\":{},\"joins_expected\":{},\"errors\":{},\"first_error\":{},\"server_cpu_s\":{},\"bench_cpu_s\":{},\"replayed\":{}}}",
+            "{{\"clients\":{},\"logged_in\":{},\"all_in_s\":{},\"all_notices_s\":{},\"inflight\":{},\"joins\":{},\"announced\":{},\"joins_expected\":{},\"errors\":{},\"first_error\":{},\"server_cpu_s\":{},\"bench_cpu_s\":{},\"replayed\":{},\"tls\":{}}}",
             self.clients,
             self.logged_in,
             jnum(self.all_in_s),
@@ -791,6 +799,7 @@ impl Login {
             jnum(self.server_cpu),
             jnum(self.bench_cpu),
             self.replayed,
+            self.tls,
         )
     }
 }

@@ -97,6 +97,7 @@ fn fanout_delivers_every_line_to_every_client() {
     assert_eq!(field(&out, "lost"), "0", "{out}");
     assert_eq!(field(&out, "reordered"), "0", "{out}");
     assert_eq!(field(&out, "dropped"), "0", "{out}");
+    assert_eq!(field(&out, "tls"), "false", "{out}");
 }
 
 #[test]
@@ -226,4 +227,34 @@ fn burst_reaches_every_reader_in_one_order() {
     assert_eq!(field(&out, "orders"), "1", "{out}");
     assert_eq!(field(&out, "same_order"), "true", "{out}");
     assert_eq!(field(&out, "samples"), "12720", "{out}");
+}
+
+#[test]
+fn fanout_over_tls_delivers_every_line_to_every_client() {
+    let (ok, out) = bench(&[
+        "--tls", "fanout", "-n", "12", "-s", "3", "-r", "150", "-d", "1", "--warmup", "0.2",
+    ]);
+    assert!(ok, "chat-bench --tls fanout failed:\n{out}");
+    assert_eq!(field(&out, "tls"), "true", "{out}");
+    assert_eq!(field(&out, "logged_in"), "12", "{out}");
+    assert_eq!(field(&out, "expected"), "2160", "{out}");
+    assert_eq!(field(&out, "received"), "2160", "{out}");
+    assert_eq!(field(&out, "lost"), "0", "{out}");
+    assert_eq!(field(&out, "dropped"), "0", "{out}");
+}
+
+#[test]
+fn handshakes_complete_and_resume() {
+    for resume in [false, true] {
+        let mut args = vec!["handshakes", "-d", "1", "--inflight", "4"];
+        if resume {
+            args.push("--resume");
+        }
+        let (ok, out) = bench(&args);
+        assert!(ok, "chat-bench {args:?} failed:\n{out}");
+        assert_eq!(field(&out, "failed"), "0", "{out}");
+        assert_ne!(field(&out, "done"), "0", "{out}");
+        let resumed: u64 = field(&out, "resumed").parse().unwrap();
+        assert_eq!(resumed > 0, resume, "{out}");
+    }
 }
