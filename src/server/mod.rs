@@ -177,8 +177,8 @@ const TURN_BUDGET_MAX: usize = 64 * 1024;
 const BEHIND_PAUSE: Duration = Duration::from_millis(5);
 /// How long accepting pauses after an error such as EMFILE.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-/// A write buffer with more capacity than this is given back when empty.
-const KEEP_OUT_CAPACITY: usize = 4096;
+/// Freed buffers add up to this much before the heap is trimmed.
+const TRIM_AFTER: usize = 1 << 20;
 /// Capacity each broadcast log keeps between turns.
 const LOG_KEEP: usize = 64 * 1024;
 /// Listen backlog: a burst of thousands of connects must not hit SYN retries.
@@ -937,9 +937,16 @@ impl Server {
             } else if now.duration_since(c.accepted) >= login {
                 expired.push((key, false));
             }
-            if c.pending() == 0 && c.out.capacity() > KEEP_OUT_CAPACITY {
+            // An empty write buffer is given back whatever its size: the
+            // history a newcomer got, a /who answer, a burst all leave one
+            // behind, and an idle connection should hold none. A busy one
+            // allocates again at most once a sweep.
+            if c.pending() == 0 && c.out.capacity() > 0 {
                 freed += c.out.capacity();
                 c.out = Vec::new();
+            }
+            if c.unread.is_empty() && c.unread.capacity() > 0 {
+                c.unread = Vec::new();
             }
         }
         for &(key, overdue) in &expired {
@@ -968,7 +975,7 @@ impl Server {
         expired.clear();
         self.expired = expired;
         self.retry_history(now);
-        if freed >= 1 << 20 {
+        if freed >= TRIM_AFTER {
             trim_heap();
         }
     }
