@@ -12,16 +12,26 @@
 //! ([`Fleet::track_order`]) every client also keeps a fingerprint of the
 //! order in which it got the lines of all senders, so the run can check that
 //! all users saw one and the same order.
+//!
+//! With [`Fleet::tls`] every client speaks TLS in the same loop: what a
+//! socket read returns goes through the client's session (fed from the read
+//! buffer, no extra system call), its plaintext into the same line
+//! splitting; what a client sends is encrypted and written at once, the
+//! rest when the socket is writable again.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
+use rustls::{ClientConfig, ClientConnection};
 
 use super::hist::Histogram;
 use super::sys::{now_ns, TimerFd};
@@ -54,6 +64,8 @@ enum State {
 
 struct Client {
     stream: TcpStream,
+    /// Its TLS session, when the fleet speaks TLS.
+    tls: Option<Box<ClientConnection>>,
     state: State,
     /// Start of a line that has not ended yet (usually empty).
     partial: Vec<u8>,
@@ -68,6 +80,13 @@ struct Client {
     /// Inside a history block (`History (K lines):` .. `End of history.`):
     /// replayed lines are counted apart, not as live lines.
     replaying: bool,
+}
+
+impl Client {
+    /// Whether it has bytes the socket did not take yet.
+    fn pending(&self) -> bool {
+        !self.out.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
 }
 
 /// The lines one client got, in order: equal fingerprints and counts mean
@@ -169,6 +188,13 @@ pub struct Fleet {
     raw: bool,
     /// Whether every client fingerprints the order of the lines it gets.
     track_order: bool,
+    /// Every client sends `/since ID` before its name (a resume): the room's
+    /// lines after ID come instead of the recent ones.
+    since: Option<u64>,
+    /// TLS for every client, with this configuration.
+    tls: Option<Arc<ClientConfig>>,
+    /// Plaintext out of a TLS session (reused).
+    plain: Vec<u8>,
     /// Our clients the server dropped after login, in the order seen.
     dropped_ids: Vec<usize>,
     /// Departure notices about users: name -> the reason given.
@@ -230,6 +256,9 @@ impl Fleet {
             line_size,
             raw: false,
             track_order: false,
+            since: None,
+            tls: None,
+            plain: vec![0; 64 * 1024],
             dropped_ids: Vec::new(),
             departed: HashMap::new(),
             scratch: vec![0; READ_BUF],
@@ -247,6 +276,24 @@ impl Fleet {
     pub fn raw(mut self) -> Self {
         self.raw = true;
         self
+    }
+
+    /// Every client sends `/since ID` before its name, as a client that
+    /// resumes after a lost connection does (section 8 of the protocol).
+    pub fn since(mut self, id: Option<u64>) -> Self {
+        self.since = id;
+        self
+    }
+
+    /// Every client speaks TLS with `config` (nothing changes with `None`).
+    pub fn tls(mut self, config: Option<Arc<ClientConfig>>) -> Self {
+        self.tls = config;
+        self
+    }
+
+    /// Whether the clients speak TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Every client keeps a fingerprint of the order of its lines
@@ -357,13 +404,18 @@ impl Fleet {
                     Token(i),
                     Interest::READABLE | Interest::WRITABLE,
                 )?;
-                Ok(s)
+                let tls = match &self.tls {
+                    Some(config) => Some(Box::new(crate::tls::session(config)?)),
+                    None => None,
+                };
+                Ok((s, tls))
             });
             match opened {
-                Ok(stream) => {
+                Ok((stream, tls)) => {
                     let _ = stream.set_nodelay(true);
                     self.clients.push(Client {
                         stream,
+                        tls,
                         state: State::Greeting,
                         partial: Vec::new(),
                         out: Vec::new(),
@@ -451,6 +503,17 @@ impl Fleet {
         if c.state == State::Gone {
             return;
         }
+        if let Some(tls) = c.tls.as_deref_mut() {
+            // The session keeps what the socket does not take yet.
+            let sent = tls
+                .writer()
+                .write_all(bytes)
+                .and_then(|()| crate::tls::send_records(tls, &mut c.stream));
+            if let Err(e) = sent {
+                self.gone(i, &e.to_string());
+            }
+            return;
+        }
         if !c.out.is_empty() {
             c.out.extend_from_slice(bytes);
             return;
@@ -466,6 +529,12 @@ impl Fleet {
 
     fn flush(&mut self, i: usize) {
         let c = &mut self.clients[i];
+        if let Some(tls) = c.tls.as_deref_mut() {
+            if let Err(e) = crate::tls::send_records(tls, &mut c.stream) {
+                self.gone(i, &e.to_string());
+            }
+            return;
+        }
         let done = match write_some(&mut c.stream, &c.out) {
             Ok(done) => done,
             Err(e) => return self.gone(i, &e.to_string()),
@@ -490,7 +559,7 @@ impl Fleet {
             if key >= self.clients.len() || self.clients[key].state == State::Gone {
                 continue;
             }
-            if writable && !self.clients[key].out.is_empty() {
+            if writable && self.clients[key].pending() {
                 self.flush(key);
             }
             if readable {
@@ -545,7 +614,11 @@ impl Fleet {
                 }
                 Ok(n) => {
                     let t = now_ns();
-                    self.take_lines(i, &buf[..n], t);
+                    if self.clients[i].tls.is_some() {
+                        self.take_tls(i, &buf[..n], t);
+                    } else {
+                        self.take_lines(i, &buf[..n], t);
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -556,6 +629,52 @@ impl Fleet {
             }
         }
         self.scratch = buf;
+    }
+
+    /// Bytes read by TLS client `i`: through its session, plaintext lines
+    /// to [`Fleet::take_lines`]; then what the session has to send.
+    fn take_tls(&mut self, i: usize, mut raw: &[u8], t: u64) {
+        let mut plain = std::mem::take(&mut self.plain);
+        let mut failed = None;
+        'records: while !raw.is_empty() {
+            let Some(tls) = self.clients[i].tls.as_deref_mut() else {
+                break;
+            };
+            if let Err(e) = tls.read_tls(&mut raw).and_then(|_| {
+                tls.process_new_packets()
+                    .map(drop)
+                    .map_err(|e| io::Error::other(e.to_string()))
+            }) {
+                failed = Some(e.to_string());
+                break;
+            }
+            loop {
+                let c = &mut self.clients[i];
+                let Some(tls) = c.tls.as_deref_mut() else {
+                    break 'records;
+                };
+                if c.state == State::Gone {
+                    break 'records;
+                }
+                match tls.reader().read(&mut plain) {
+                    Ok(0) => {
+                        failed = Some("close_notify".into());
+                        break 'records;
+                    }
+                    Ok(m) => self.take_lines(i, &plain[..m], t),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        failed = Some(e.to_string());
+                        break 'records;
+                    }
+                }
+            }
+        }
+        self.plain = plain;
+        match failed {
+            Some(why) => self.gone(i, &why),
+            None => self.flush(i),
+        }
     }
 
     fn take_lines(&mut self, i: usize, mut data: &[u8], t: u64) {
@@ -632,8 +751,12 @@ impl Fleet {
             }
             State::Greeting => {
                 if text.starts_with(b"Welcome!") {
-                    let mut name = format!("{}{i}", self.prefix).into_bytes();
-                    name.push(b'\n');
+                    let mut name = match self.since {
+                        Some(id) => format!("/since {id}\n"),
+                        None => String::new(),
+                    };
+                    let _ = writeln!(name, "{}{i}", self.prefix);
+                    let name = name.into_bytes();
                     self.clients[i].state = State::Naming;
                     self.write_to(i, &name);
                 } else {
@@ -641,7 +764,8 @@ impl Fleet {
                 }
             }
             State::Naming => {
-                if !text.starts_with(b"Welcome to the chat") {
+                let resuming = self.since.is_some() && resume_notice(text);
+                if !text.starts_with(b"Welcome to the chat") && !resuming {
                     self.login_failed(i, text);
                 }
             }
@@ -779,7 +903,8 @@ impl Fleet {
     }
 }
 
-fn set_linger_zero(fd: i32) {
+/// Closes `fd` with a reset when it is closed (`SO_LINGER` 0).
+pub(crate) fn set_linger_zero(fd: i32) {
     let l = libc::linger {
         l_onoff: 1,
         l_linger: 0,
@@ -809,6 +934,14 @@ fn departure(text: &[u8]) -> Option<(&[u8], &str)> {
     let at = memchr::memmem::find(text, WHY)?;
     let why = text[at + WHY.len()..].strip_suffix(b").")?;
     Some((&text[..at], std::str::from_utf8(why).ok()?))
+}
+
+/// A notice a resuming login gets before its join notice: the answer to
+/// `/since`, the count of lines no longer kept, or ids that started over.
+fn resume_notice(text: &[u8]) -> bool {
+    text.starts_with(b"You will get the lines after")
+        || text.starts_with(b"There is no line")
+        || memchr::memmem::find(text, b" no longer kept").is_some()
 }
 
 fn push_hex(buf: &mut Vec<u8>, v: u64, digits: usize) {

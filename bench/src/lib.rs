@@ -21,6 +21,8 @@
 //!   protocol), the floor that `chat-bench floor` measures.
 //! - [`hist`]: the latency histogram.
 //! - [`sys`]: clocks, `/proc` readings (CPU, RSS), pinning, limits.
+//! - [`tls`]: `--tls`: the certificate made for the run, the clients' TLS
+//!   configuration, and the `handshakes` scenario.
 //! - [`ServerProc`]: a `chat-server` the bench starts itself, pinned to one
 //!   core with `taskset` where available.
 //! - [`ClusterProc`]: a `redis-server` and N `chat-server`s of one room
@@ -36,11 +38,13 @@ pub mod hist;
 pub mod ideal;
 pub mod scenario;
 pub mod sys;
+pub mod tls;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The server under test: where it listens and which process it is; for
@@ -57,6 +61,8 @@ pub struct Target {
     pub more: Vec<(SocketAddr, u32)>,
     /// The cluster's Redis, if any (its CPU is reported apart).
     pub redis: Option<Redis>,
+    /// The clients' TLS configuration when it speaks TLS there.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Target {
@@ -67,6 +73,7 @@ impl Target {
             pid,
             more: Vec::new(),
             redis: None,
+            tls: None,
         }
     }
 
@@ -239,6 +246,7 @@ impl ClusterProc {
                 .map(|s| (s.target.addr, s.target.pid))
                 .collect(),
             redis: Some(self.redis_at),
+            tls: None,
         }
     }
 }
@@ -259,6 +267,8 @@ pub struct ServerProc {
     pub target: Target,
     /// The command line, for the report.
     pub command: String,
+    /// Its certificate files, with `--tls` (removed with the server).
+    _certs: Option<tls::Certs>,
 }
 
 /// `chat-server` next to the running executable (both are built together).
@@ -291,12 +301,52 @@ impl ServerProc {
         max_clients: usize,
         extra: &[String],
     ) -> io::Result<ServerProc> {
+        Self::spawn_with(path, cpu, max_clients, extra, None)
+    }
+
+    /// [`ServerProc::spawn`], speaking TLS only (`--no-plain`, the
+    /// certificate made for the run); the target's clients use TLS 1.3,
+    /// resuming sessions when `resume`.
+    pub fn spawn_tls(
+        path: &Path,
+        cpu: Option<usize>,
+        max_clients: usize,
+        extra: &[String],
+        resume: bool,
+    ) -> io::Result<ServerProc> {
+        let certs = tls::Certs::make()?;
+        let client = certs.client(resume)?;
+        let mut s = Self::spawn_with(path, cpu, max_clients, extra, Some(&certs))?;
+        s.target.tls = Some(client);
+        s._certs = Some(certs);
+        Ok(s)
+    }
+
+    fn spawn_with(
+        path: &Path,
+        cpu: Option<usize>,
+        max_clients: usize,
+        extra: &[String],
+        certs: Option<&tls::Certs>,
+    ) -> io::Result<ServerProc> {
         // -q hides the "listening on" line, so pick the port here.
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut args: Vec<String> = ["--host", "127.0.0.1", "--port", &port.to_string()]
+        let mut args: Vec<String> = ["--host", "127.0.0.1"]
             .iter()
             .map(|s| s.to_string())
             .collect();
+        match certs {
+            None => args.extend(["--port".into(), port.to_string()]),
+            Some(c) => args.extend([
+                "--no-plain".into(),
+                "--tls-port".into(),
+                port.to_string(),
+                "--tls-cert".into(),
+                c.cert.display().to_string(),
+                "--tls-key".into(),
+                c.key.display().to_string(),
+            ]),
+        }
         let given = |flag: &str| {
             extra
                 .iter()
@@ -393,6 +443,7 @@ impl ServerProc {
             child,
             target: Target::single(addr, pid),
             command,
+            _certs: None,
         })
     }
 }

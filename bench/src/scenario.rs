@@ -44,6 +44,11 @@ pub struct Load {
     pub login_limit: f64,
     /// Prefix of the user names.
     pub prefix: String,
+    /// Chat lines another user says before the fleet logs in, so the room
+    /// has history to replay (`connect --seed`).
+    pub seed: usize,
+    /// Every client resumes after this id (`/since ID` before its name).
+    pub since: Option<u64>,
 }
 
 impl Default for Load {
@@ -58,6 +63,8 @@ impl Default for Load {
             inflight: 0,
             login_limit: 120.0,
             prefix: "b".into(),
+            seed: 0,
+            since: None,
         }
     }
 }
@@ -91,6 +98,11 @@ pub struct Login {
     pub server_cpu: f64,
     /// Bench CPU seconds during the login.
     pub bench_cpu: f64,
+    /// History lines replayed to the clients at login (between
+    /// `History (K lines):` and `End of history.`), over all clients.
+    pub replayed: u64,
+    /// The clients spoke TLS.
+    pub tls: bool,
 }
 
 impl Login {
@@ -366,6 +378,8 @@ pub(crate) fn log_in(fleet: &mut Fleet, target: &Target, load: &Load) -> Login {
         first_error: c.first_error.clone(),
         server_cpu: server_cpu(target) - cpu0,
         bench_cpu: sys::self_cpu() - me0,
+        replayed: c.replayed - before.replayed,
+        tls: fleet.is_tls(),
     }
 }
 
@@ -480,13 +494,14 @@ pub(crate) fn check_load(load: &Load) -> io::Result<()> {
 
 /// The clients `load` describes, not yet connected, against `target`.
 pub(crate) fn fleet_for(target: &Target, load: &Load) -> io::Result<Fleet> {
-    Fleet::new(
+    Ok(Fleet::new(
         &target.addrs(),
         &load.prefix,
         load.senders,
         load.size,
         load.inflight,
-    )
+    )?
+    .tls(target.tls.clone()))
 }
 
 /// The `fanout` scenario at `rate` lines/s.
@@ -605,6 +620,44 @@ pub fn connect(target: &Target, load: &Load, settle: f64, lines: usize) -> io::R
     connect_with(target, load, settle, lines, false)
 }
 
+/// Gives the room `lines` lines of history before the fleet comes: a user
+/// `seed` logs in, says them, and leaves (so the history holds its join,
+/// its lines and its leave notice, ids 1 to `lines` + 2 in a new room).
+fn seed_history(target: &Target, lines: usize) -> io::Result<()> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::net::TcpStream::connect(target.addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut r = BufReader::new(s.try_clone()?);
+    let mut line = String::new();
+    let mut until = |want: &str| -> io::Result<()> {
+        loop {
+            line.clear();
+            if r.read_line(&mut line)? == 0 {
+                return Err(io::Error::other(format!("seed: EOF before {want:?}")));
+            }
+            if line.trim_end() == want {
+                return Ok(());
+            }
+        }
+    };
+    s.write_all(b"seed\n")?;
+    until("[SERVER]: seed joined the chat!")?;
+    let mut text = String::new();
+    for k in 0..lines {
+        let _ = writeln!(
+            text,
+            "history line {k} of {lines}, said before the fleet came"
+        );
+    }
+    s.write_all(text.as_bytes())?;
+    until(&format!(
+        "seed: history line {} of {lines}, said before the fleet came",
+        lines - 1
+    ))?;
+    s.write_all(b"/quit\n")?;
+    until("[SERVER]: Goodbye, seed!")
+}
+
 /// `connect` against the bare broadcaster of [`super::ideal`]: no login,
 /// so only the connections and the single lines are measured.
 pub fn floor(target: &Target, load: &Load, lines: usize) -> io::Result<Connect> {
@@ -621,7 +674,15 @@ fn connect_with(
     let mut load = load.clone();
     load.senders = 1;
     check_load(&load)?;
-    let mut fleet = Fleet::new(&target.addrs(), &load.prefix, 1, load.size, load.inflight)?;
+    if load.seed > 0 {
+        if target.tls.is_some() {
+            return Err(io::Error::other("--seed talks plain TCP: not with --tls"));
+        }
+        seed_history(target, load.seed)?;
+    }
+    let mut fleet = Fleet::new(&target.addrs(), &load.prefix, 1, load.size, load.inflight)?
+        .since(load.since)
+        .tls(target.tls.clone());
     if raw {
         fleet = fleet.raw();
     }
@@ -753,6 +814,14 @@ impl Login {
                 thousands(self.announced as f64)
             );
         }
+        if self.replayed > 0 {
+            let _ = writeln!(
+                s,
+                "              history replayed at login: {} lines ({:.1} per client)",
+                thousands(self.replayed as f64),
+                self.replayed as f64 / self.logged_in.max(1) as f64
+            );
+        }
         let _ = writeln!(
             s,
             "              server CPU {:.2} s, bench CPU {:.2} s",
@@ -774,7 +843,7 @@ impl Login {
     /// As a JSON object.
     pub fn json(&self) -> String {
         format!(
-            "{{\"clients\":{},\"logged_in\":{},\"all_in_s\":{},\"all_notices_s\":{},\"inflight\":{},\"joins\":{},\"announced\":{},\"joins_expected\":{},\"errors\":{},\"first_error\":{},\"server_cpu_s\":{},\"bench_cpu_s\":{}}}",
+            "{{\"clients\":{},\"logged_in\":{},\"all_in_s\":{},\"all_notices_s\":{},\"inflight\":{},\"joins\":{},\"announced\":{},\"joins_expected\":{},\"errors\":{},\"first_error\":{},\"server_cpu_s\":{},\"bench_cpu_s\":{},\"replayed\":{},\"tls\":{}}}",
             self.clients,
             self.logged_in,
             jnum(self.all_in_s),
@@ -787,6 +856,8 @@ impl Login {
             self.first_error.as_deref().map_or("null".into(), jstr),
             jnum(self.server_cpu),
             jnum(self.bench_cpu),
+            self.replayed,
+            self.tls,
         )
     }
 }
