@@ -7,7 +7,7 @@
 //!
 //! # Layout
 //!
-//! - [`line`]: the framer. Bytes in, whole lines out, however TCP split them;
+//! - [`line`](mod@line): the framer. Bytes in, whole lines out, however TCP split them;
 //!   over-long lines are reported once and skipped.
 //! - [`text`]: decoding (invalid UTF-8 becomes U+FFFD), trimming, removal of
 //!   control characters, and the name rules.

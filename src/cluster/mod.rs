@@ -5,7 +5,7 @@
 //! its own user: the room's [`Ask`]s go to Redis, where a Lua script gives
 //! each line its id, appends it to a stream (the history) and publishes it,
 //! in one atomic step; every server delivers what comes back on the room's
-//! channel, in id order ([`order::Order`]), so all users see one order with
+//! channel, in id order (`order::Order`), so all users see one order with
 //! the same ids. Names are claimed in the same way (taken anywhere = taken),
 //! each server keeps a heartbeat key with a TTL, and any server takes the
 //! users of a server whose heartbeat expired out of the room, once.
@@ -13,7 +13,7 @@
 //! Redis connections are two more sockets in the loop's `mio::Poll` (one for
 //! commands, pipelined and sent once per turn; one subscribed to the room's
 //! channel and this server's own), driven as sans-IO RESP with the
-//! `redis-protocol` crate ([`resp::Link`]), so the server stays one thread
+//! `redis-protocol` crate (`resp::Link`), so the server stays one thread
 //! that never blocks, except at start, where Redis must answer before the
 //! server listens (or the server exits with one line).
 //!
@@ -129,7 +129,7 @@ pub struct Settings {
     /// `--node-ttl`: a server silent this long is taken out of the room.
     pub node_ttl: Duration,
     /// `--history`: lines loaded at start (the stream keeps at least
-    /// [`STREAM_MIN`]).
+    /// `STREAM_MIN`).
     pub history: usize,
     /// `--announce-limit`, applied by the scripts with the whole room's count.
     pub announce_limit: usize,

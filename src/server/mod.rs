@@ -3,7 +3,7 @@
 //! The loop only moves bytes. Each turn it reads the connections that have
 //! input (a fair queue, within a budget), feeds the lines it completes to
 //! the [`Room`]; the room's output is queued for its receivers (through
-//! [`conn::Wire`], the loop's [`Outbox`](crate::room::Outbox)); it writes
+//! `conn::Wire`, the loop's [`Outbox`](crate::room::Outbox)); it writes
 //! the turn's new public lines to the history database, if there is one;
 //! then every connection that got output is flushed once, so many lines
 //! leave in one `writev`. A broadcast is stored once per encoding, in the
@@ -24,8 +24,8 @@
 //! stalls keeps falling behind and is dropped. So a burst from many senders
 //! is read over several turns, and a reader who keeps up is never dropped.
 //!
-//! - [`conn`]: a connection, its kinds (TCP lines, HTTP, WebSocket), its
-//!   output, and the [`conn::Wire`] outbox.
+//! - `conn`: a connection, its kinds (TCP lines, HTTP, WebSocket), its
+//!   output, and the `conn::Wire` outbox.
 //! - `read`: the turn's reading, per kind of connection.
 //! - `web`: HTTP answers, WebSocket frames, `/metrics`.
 //! - `places`: `--max-clients` and `--max-per-ip`.

@@ -5,7 +5,7 @@
 //! TLS is a layer between the socket and the transport, not a transport:
 //! [`read`] gives the plaintext of what arrived (`read_tls` until the socket
 //! would block, `process_new_packets`, then the session's reader), which
-//! goes to the same line framer or WebSocket codec as plain bytes; [`write`]
+//! goes to the same line framer or WebSocket codec as plain bytes; [`write()`]
 //! hands the session a connection's private bytes and its range of a
 //! broadcast log in one `write_vectored` (so one turn's lines leave as one
 //! batch of records, not a record per line), then `write_tls` while it
