@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 declare -A needs=(
     [chromium]=/usr/bin/chromium         # tests/browser.rs: the page in a real browser
     [redis-server]=/usr/bin/redis-server # tests/cluster*.rs: several servers, one room
+    [libnss3-tools]=/usr/bin/certutil    # tests/browser_tls.rs: Chromium trusts the test CA
 )
 
 missing=()

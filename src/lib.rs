@@ -7,7 +7,7 @@
 //!
 //! # Layout
 //!
-//! - [`line`]: the framer. Bytes in, whole lines out, however TCP split them;
+//! - [`line`](mod@line): the framer. Bytes in, whole lines out, however TCP split them;
 //!   over-long lines are reported once and skipped.
 //! - [`text`]: decoding (invalid UTF-8 becomes U+FFFD), trimming, removal of
 //!   control characters, and the name rules.
@@ -20,6 +20,9 @@
 //!   down on SIGINT/SIGTERM. It owns the budgets: what one turn reads, when
 //!   reading slows down for a reader that is behind, who is too slow, and
 //!   the places under `--max-clients`/`--max-per-ip` (`server/places.rs`).
+//!   With a certificate ([`server::tls`]) TLS sits under the transports: a
+//!   connection's bytes go through its rustls session in the same loop, on
+//!   a TLS port for lines and on the web port (HTTPS, WSS).
 //! - [`web`]: the web side as plain code with no I/O: the HTTP request
 //!   head and its answers, the WebSocket frame codec (text messages in as
 //!   line bytes, room lines out as text frames), the `/metrics` body, and
@@ -32,9 +35,11 @@
 //!   records come back in one order for every server; two RESP links in the
 //!   same poll.
 //! - [`client`]: the `chat-client` library: two blocking threads (stdin
-//!   and socket), reconnects, keepalive and login as unit-tested policy code
-//!   ([`client::policy`], [`client::login`]), and on a terminal a line
-//!   editor that keeps the half-typed line intact ([`client::term`]).
+//!   and socket), reconnects, keepalive, login and resume (ids, `/since`)
+//!   as unit-tested policy code ([`client::policy`], [`client::login`],
+//!   [`client::resume`]), and on a terminal a line editor that keeps the
+//!   half-typed line intact ([`client::term`]); `--tls` ([`client::tls`])
+//!   checks the server's certificate.
 //! - [`logging`]: log set-up shared by the binaries (logs go to stderr).
 //! - [`web`]: the web side: the chat page's files (`web/`) compiled into the
 //!   binary ([`web::assets`]).

@@ -170,8 +170,9 @@ impl Drop for Cli {
 }
 
 /// Starts `chat-server` on 127.0.0.1:`port` (a port an earlier server had),
-/// built by hand because [`Server::start`] always asks for port 0.
-fn server_on(port: u16) -> Server {
+/// built by hand because [`Server::start`] always asks for port 0; `more`
+/// are further flags.
+fn server_on(port: u16, more: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
         .args([
             "--host",
@@ -180,6 +181,7 @@ fn server_on(port: u16) -> Server {
             &port.to_string(),
             "--no-web",
         ])
+        .args(more)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -216,6 +218,7 @@ fn server_on(port: u16) -> Server {
     Server {
         child,
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        tls_addr: None,
         web_addr: None,
         log,
     }
@@ -461,7 +464,7 @@ fn comes_back_with_the_same_name_after_a_server_restart() {
     drop(server); // killed
     let lost = carol.err_until("lost the connection");
     assert!(lost.contains("retrying in 1 s (try 1 of 5)"), "{lost}");
-    let server = server_on(port);
+    let server = server_on(port, &[]);
     let back = carol.err_until("back in the chat");
     assert!(back.ends_with("back in the chat as carol"), "{back}");
     carol.out_until("join again", |l| l == "[SERVER]: carol joined the chat!");
@@ -548,9 +551,20 @@ fn a_silent_server_is_a_lost_connection() {
         .unwrap();
     let mut r = BufReader::new(s.try_clone().unwrap());
     let mut line = String::new();
+    // Before its name the client turns ids on behind a /ping barrier
+    // (section 8); the "server" answers those as a real one would.
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line, "/ids on\n");
+    s.write_all(b"[SERVER]: Ids on: public lines now start with @ID.\n")
+        .unwrap();
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    let token = line.strip_prefix("/ping ").expect("the barrier").trim_end();
+    s.write_all(format!("/pong {token}\n").as_bytes()).unwrap();
+    line.clear();
     r.read_line(&mut line).unwrap();
     assert_eq!(line, "al\n");
-    s.write_all(b"[SERVER]: al joined the chat!\n").unwrap();
+    s.write_all(b"@1 [SERVER]: al joined the chat!\n").unwrap();
     c.err_until("in the chat as al");
     // It pings the silent server, then gives the connection up.
     let lost = c.err_until("lost the connection");
@@ -588,4 +602,188 @@ fn a_silent_listener_before_login_is_detected_too() {
     assert!(last.contains("giving up after 1 retry"), "{last}");
     assert_eq!(c.wait_exit(WAIT), 1);
     drop(listener);
+}
+
+/// Sends `sig` to the client process (SIGSTOP/SIGCONT: the test decides
+/// when it may notice the lost connection, so no line depends on timing).
+fn signal(c: &Cli, sig: i32) {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(c.child.id() as i32, sig);
+    }
+}
+
+/// Bob's lines on `c`'s stdout, in order.
+fn lines_from(c: &Cli, name: &str) -> Vec<String> {
+    let prefix = format!("{name}: ");
+    c.out_seen
+        .iter()
+        .filter(|l| l.starts_with(&prefix))
+        .cloned()
+        .collect()
+}
+
+/// `bob` says `tag 0` ... `tag n-1`; returns the lines as everyone sees them.
+fn bob_says(bob: &mut common::Client, tag: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let line = format!("bob: {tag} {i}");
+            bob.send(&format!("{tag} {i}"));
+            bob.read_until(&line);
+            line
+        })
+        .collect()
+}
+
+/// The server dies (`kill -9`) and comes back on the same port with the
+/// same `--history-db`; bob talks before, during (to the new server, while
+/// the client cannot be back yet: it is stopped) and after. The client's
+/// stdout has each of bob's lines exactly once, in order, without ids, and
+/// one status line says how many it missed.
+#[test]
+fn resumes_across_a_server_restart_without_loss_or_repeat() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let db = dir.path().join("history.db");
+    let db = db.to_str().unwrap();
+    let server = Server::start(&["--history-db", db]);
+    let port = server.addr.port();
+    let mut bob = server.login("bob");
+    let mut said = bob_says(&mut bob, "before", 2);
+    let mut carol = Cli::start(server.addr, &["--name", "carol"]);
+    carol.err_until("in the chat as carol");
+    bob.read_until("[SERVER]: carol joined the chat!");
+    // A user's /ids off would break the resume: the client does not send it.
+    carol.type_line("/ids off");
+    carol.err_until("/ids not sent");
+    said.extend(bob_says(&mut bob, "before more", 3));
+    carol.out_until("bob's last line", |l| l == said.last().unwrap());
+
+    signal(&carol, libc::SIGSTOP);
+    drop(server); // kill -9
+    let server = server_on(port, &["--history-db", db]);
+    let mut bob = server.login("bob");
+    said.extend(bob_says(&mut bob, "during", 4));
+    signal(&carol, libc::SIGCONT);
+
+    carol.err_until("lost the connection");
+    carol.err_until("back in the chat as carol");
+    // Bob's join on the new server and his 4 lines.
+    let missed = carol.err_until("while away");
+    assert!(
+        missed.ends_with("missed 5 lines while away (shown)"),
+        "{missed}"
+    );
+    bob.read_until("[SERVER]: carol joined the chat!");
+    said.extend(bob_says(&mut bob, "after", 3));
+    carol.out_until("bob's last line", |l| l == said.last().unwrap());
+    carol.close_stdin();
+    assert_eq!(carol.wait_exit(WAIT), 0);
+    assert_eq!(lines_from(&carol, "bob"), said);
+    let out = &carol.out_seen;
+    assert!(
+        !out.iter().any(|l| l.starts_with('@')),
+        "ids shown: {out:?}"
+    );
+    // On the reconnect, the missed lines come without the block's framing.
+    let frames = out
+        .iter()
+        .filter(|l| l.starts_with("[SERVER]: History ("))
+        .count();
+    assert_eq!(frames, 1, "only the first login's block: {out:?}");
+    let joins = out
+        .iter()
+        .filter(|l| *l == "[SERVER]: bob joined the chat!")
+        .count();
+    assert_eq!(joins, 2, "bob's joins, each once: {out:?}");
+}
+
+/// The same with a gap larger than `--history`: the lines still kept are
+/// shown once, in order; stderr says how many were lost.
+#[test]
+fn a_gap_larger_than_the_history_is_said_on_stderr() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let db = dir.path().join("history.db");
+    let db = db.to_str().unwrap();
+    let flags = ["--history-db", db, "--history", "4", "--rate", "0"];
+    let server = Server::start(&flags);
+    let port = server.addr.port();
+    let mut bob = server.login("bob");
+    let mut carol = Cli::start(server.addr, &["--name", "carol"]);
+    carol.err_until("in the chat as carol");
+    bob.read_until("[SERVER]: carol joined the chat!");
+    let before = bob_says(&mut bob, "before", 2);
+    carol.out_until("bob's last line", |l| l == before.last().unwrap());
+
+    signal(&carol, libc::SIGSTOP);
+    drop(server);
+    let server = server_on(port, &flags);
+    let mut bob = server.login("bob");
+    let during = bob_says(&mut bob, "during", 9);
+    signal(&carol, libc::SIGCONT);
+
+    carol.err_until("back in the chat as carol");
+    // 10 lines (bob's join, 9 of his) after the last one carol saw; the
+    // server keeps 4 of them.
+    let missed = carol.err_until("while away");
+    assert!(
+        missed.ends_with(
+            "missed 10 lines while away: 4 shown, 6 lost (the server no longer kept them)"
+        ),
+        "{missed}"
+    );
+    bob.read_until("[SERVER]: carol joined the chat!");
+    let after = bob_says(&mut bob, "after", 2);
+    carol.out_until("bob's last line", |l| l == after.last().unwrap());
+    let mut want = before.clone();
+    want.extend_from_slice(&during[5..]);
+    want.extend_from_slice(&after);
+    assert_eq!(lines_from(&carol, "bob"), want);
+    // The server's own notice marks the gap where it is.
+    let out = &carol.out_seen;
+    let notice = out
+        .iter()
+        .position(|l| l.contains("6 lines after") && l.contains("no longer kept"))
+        .unwrap_or_else(|| panic!("no lost notice: {out:?}"));
+    assert_eq!(out[notice + 1], during[5]);
+}
+
+/// The first connection shows the recent lines as the server sends them
+/// (framed, but without ids), and a join notice in them does not fool a
+/// login by hand into taking that name.
+#[test]
+fn the_first_login_shows_the_recent_lines_as_sent() {
+    let server = Server::start(&[]);
+    let mut bob = server.login("bob");
+    let said = bob_says(&mut bob, "hi", 2);
+    let mut carol = Cli::start(server.addr, &[]);
+    carol.out_until("greeting", |l| l.starts_with("[SERVER]: Welcome!"));
+    carol.type_line("carol");
+    carol.out_until("own join", |l| l == "[SERVER]: carol joined the chat!");
+    let err = carol.err_until("in the chat as");
+    assert!(err.ends_with("in the chat as carol"), "{err}");
+    let out = &carol.out_seen;
+    let start = out
+        .iter()
+        .position(|l| l == "[SERVER]: History (3 lines):")
+        .unwrap_or_else(|| panic!("no block: {out:?}"));
+    assert_eq!(
+        out[start + 1..],
+        [
+            "[SERVER]: bob joined the chat!",
+            &said[0],
+            &said[1],
+            "[SERVER]: End of history.",
+            "[SERVER]: carol joined the chat!"
+        ]
+    );
+    assert!(
+        !out.iter().any(|l| l.contains("Ids on")),
+        "the answer to the client's own /ids on is hidden: {out:?}"
+    );
+    bob.read_until("[SERVER]: carol joined the chat!");
+    bob.send("live");
+    carol.out_until("live line", |l| l == "bob: live");
+    carol.close_stdin();
+    assert_eq!(carol.wait_exit(WAIT), 0);
+    assert_eq!(carol.err_now(), ["chat-client: in the chat as carol"]);
 }

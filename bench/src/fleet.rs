@@ -13,6 +13,12 @@
 //! order in which it got the lines of all senders, so the run can check that
 //! all users saw one and the same order.
 //!
+//! With [`Fleet::tls`] every client speaks TLS in the same loop: what a
+//! socket read returns goes through the client's session (fed from the read
+//! buffer, no extra system call), its plaintext into the same line
+//! splitting; what a client sends is encrypted and written at once, the
+//! rest when the socket is writable again.
+//!
 //! Over WebSocket ([`Fleet::websocket`]: all clients, or a share of them
 //! spread evenly, senders included) a client upgrades `GET /ws` on the
 //! server's web port first, sends each line as one masked text message and
@@ -26,9 +32,12 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
+use rustls::{ClientConfig, ClientConnection};
 
 use super::hist::Histogram;
 use super::sys::{now_ns, TimerFd};
@@ -65,6 +74,8 @@ enum State {
 
 struct Client {
     stream: TcpStream,
+    /// Its TLS session, when the fleet speaks TLS.
+    tls: Option<Box<ClientConnection>>,
     state: State,
     /// Talks WebSocket instead of lines over TCP.
     ws: bool,
@@ -84,6 +95,13 @@ struct Client {
     /// Inside a history block (`History (K lines):` .. `End of history.`):
     /// replayed lines are counted apart, not as live lines.
     replaying: bool,
+}
+
+impl Client {
+    /// Whether it has bytes the socket did not take yet.
+    fn pending(&self) -> bool {
+        !self.out.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
 }
 
 /// The lines one client got, in order: equal fingerprints and counts mean
@@ -166,11 +184,9 @@ pub struct Fleet {
     /// handled yet (a turn stops early when the caller has a line due).
     ready: Vec<(usize, bool, bool)>,
     next_ready: usize,
-    addr: SocketAddr,
-    /// The server's web port, for clients that talk WebSocket.
-    web: Option<SocketAddr>,
-    /// The share of clients that talk WebSocket (0: none, 1: all).
-    ws_share: f64,
+    /// The servers; client `i` connects to `addrs[i % len]` (a cluster's
+    /// servers share the clients).
+    addrs: Vec<SocketAddr>,
     prefix: String,
     clients: Vec<Client>,
     target: usize,
@@ -187,6 +203,17 @@ pub struct Fleet {
     raw: bool,
     /// Whether every client fingerprints the order of the lines it gets.
     track_order: bool,
+    /// Every client sends `/since ID` before its name (a resume): the room's
+    /// lines after ID come instead of the recent ones.
+    since: Option<u64>,
+    /// TLS for every client, with this configuration.
+    tls: Option<Arc<ClientConfig>>,
+    /// The server's web port, for clients that talk WebSocket.
+    web: Option<SocketAddr>,
+    /// The share of clients that talk WebSocket (0: none, 1: all).
+    ws_share: f64,
+    /// Plaintext out of a TLS session (reused).
+    plain: Vec<u8>,
     /// Our clients the server dropped after login, in the order seen.
     dropped_ids: Vec<usize>,
     /// Departure notices about users: name -> the reason given.
@@ -209,10 +236,11 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// A fleet that will log in as `PREFIX0`, `PREFIX1`, ... to `addr`;
-    /// clients `0..senders` send lines of `line_size` bytes as received.
+    /// A fleet that will log in as `PREFIX0`, `PREFIX1`, ... (client `i` to
+    /// `addrs[i % addrs.len()]`); clients `0..senders` send lines of
+    /// `line_size` bytes as received.
     pub fn new(
-        addr: SocketAddr,
+        addrs: &[SocketAddr],
         prefix: &str,
         senders: usize,
         line_size: usize,
@@ -233,9 +261,7 @@ impl Fleet {
             events: Events::with_capacity(4096),
             ready: Vec::with_capacity(4096),
             next_ready: 0,
-            addr,
-            web: None,
-            ws_share: 0.0,
+            addrs: addrs.to_vec(),
             prefix: prefix.to_owned(),
             clients: Vec::new(),
             target: 0,
@@ -251,6 +277,11 @@ impl Fleet {
             line_size,
             raw: false,
             track_order: false,
+            since: None,
+            tls: None,
+            web: None,
+            ws_share: 0.0,
+            plain: vec![0; 64 * 1024],
             dropped_ids: Vec::new(),
             departed: HashMap::new(),
             scratch: vec![0; READ_BUF],
@@ -269,6 +300,24 @@ impl Fleet {
     pub fn raw(mut self) -> Self {
         self.raw = true;
         self
+    }
+
+    /// Every client sends `/since ID` before its name, as a client that
+    /// resumes after a lost connection does (section 8 of the protocol).
+    pub fn since(mut self, id: Option<u64>) -> Self {
+        self.since = id;
+        self
+    }
+
+    /// Every client speaks TLS with `config` (nothing changes with `None`).
+    pub fn tls(mut self, config: Option<Arc<ClientConfig>>) -> Self {
+        self.tls = config;
+        self
+    }
+
+    /// Whether the clients speak TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// A `share` of the clients (0 to 1, spread evenly over the client
@@ -396,7 +445,7 @@ impl Fleet {
             let ws = self.is_ws(i);
             let addr = match (ws, self.web) {
                 (true, Some(web)) => web,
-                _ => self.addr,
+                _ => self.addrs[i % self.addrs.len()],
             };
             let opened = TcpStream::connect(addr).and_then(|mut s| {
                 self.poll.registry().register(
@@ -404,10 +453,14 @@ impl Fleet {
                     Token(i),
                     Interest::READABLE | Interest::WRITABLE,
                 )?;
-                Ok(s)
+                let tls = match &self.tls {
+                    Some(config) => Some(Box::new(crate::tls::session(config)?)),
+                    None => None,
+                };
+                Ok((s, tls))
             });
             match opened {
-                Ok(stream) => {
+                Ok((stream, tls)) => {
                     let _ = stream.set_nodelay(true);
                     // The upgrade request waits in `out` until the connect
                     // completes (the first WRITABLE event).
@@ -417,6 +470,7 @@ impl Fleet {
                         .map_or_else(Vec::new, |k| ws::upgrade_request(addr, k));
                     self.clients.push(Client {
                         stream,
+                        tls,
                         state: if ws {
                             State::Upgrading
                         } else {
@@ -517,15 +571,17 @@ impl Fleet {
         self.write_to(i, bytes);
     }
 
-    /// Sends one line (without LF) from client `i`, framed as its
-    /// transport wants.
-    fn send_text(&mut self, i: usize, line: &[u8]) {
-        let mut buf = Vec::with_capacity(line.len() + ws::MAX_HEADER + 1);
-        if self.clients[i].ws {
-            ws::push_text(&mut buf, line, ws::mask_for(i));
-        } else {
-            buf.extend_from_slice(line);
-            buf.push(b'\n');
+    /// Sends `lines` (each without its LF) from client `i` in one write,
+    /// framed as its transport wants.
+    fn send_text(&mut self, i: usize, lines: &[&str]) {
+        let mut buf = Vec::new();
+        for line in lines {
+            if self.clients[i].ws {
+                ws::push_text(&mut buf, line.as_bytes(), ws::mask_for(i));
+            } else {
+                buf.extend_from_slice(line.as_bytes());
+                buf.push(b'\n');
+            }
         }
         self.write_to(i, &buf);
     }
@@ -533,6 +589,17 @@ impl Fleet {
     fn write_to(&mut self, i: usize, bytes: &[u8]) {
         let c = &mut self.clients[i];
         if c.state == State::Gone {
+            return;
+        }
+        if let Some(tls) = c.tls.as_deref_mut() {
+            // The session keeps what the socket does not take yet.
+            let sent = tls
+                .writer()
+                .write_all(bytes)
+                .and_then(|()| crate::tls::send_records(tls, &mut c.stream));
+            if let Err(e) = sent {
+                self.gone(i, &e.to_string());
+            }
             return;
         }
         if !c.out.is_empty() {
@@ -550,6 +617,12 @@ impl Fleet {
 
     fn flush(&mut self, i: usize) {
         let c = &mut self.clients[i];
+        if let Some(tls) = c.tls.as_deref_mut() {
+            if let Err(e) = crate::tls::send_records(tls, &mut c.stream) {
+                self.gone(i, &e.to_string());
+            }
+            return;
+        }
         let done = match write_some(&mut c.stream, &c.out) {
             Ok(done) => done,
             Err(e) => return self.gone(i, &e.to_string()),
@@ -574,7 +647,7 @@ impl Fleet {
             if key >= self.clients.len() || self.clients[key].state == State::Gone {
                 continue;
             }
-            if writable && !self.clients[key].out.is_empty() {
+            if writable && self.clients[key].pending() {
                 self.flush(key);
             }
             if readable {
@@ -629,7 +702,9 @@ impl Fleet {
                 }
                 Ok(n) => {
                     let t = now_ns();
-                    if self.clients[i].ws {
+                    if self.clients[i].tls.is_some() {
+                        self.take_tls(i, &buf[..n], t);
+                    } else if self.clients[i].ws {
                         self.take_frames(i, &buf[..n], t);
                     } else {
                         self.take_lines(i, &buf[..n], t);
@@ -644,6 +719,52 @@ impl Fleet {
             }
         }
         self.scratch = buf;
+    }
+
+    /// Bytes read by TLS client `i`: through its session, plaintext lines
+    /// to [`Fleet::take_lines`]; then what the session has to send.
+    fn take_tls(&mut self, i: usize, mut raw: &[u8], t: u64) {
+        let mut plain = std::mem::take(&mut self.plain);
+        let mut failed = None;
+        'records: while !raw.is_empty() {
+            let Some(tls) = self.clients[i].tls.as_deref_mut() else {
+                break;
+            };
+            if let Err(e) = tls.read_tls(&mut raw).and_then(|_| {
+                tls.process_new_packets()
+                    .map(drop)
+                    .map_err(|e| io::Error::other(e.to_string()))
+            }) {
+                failed = Some(e.to_string());
+                break;
+            }
+            loop {
+                let c = &mut self.clients[i];
+                let Some(tls) = c.tls.as_deref_mut() else {
+                    break 'records;
+                };
+                if c.state == State::Gone {
+                    break 'records;
+                }
+                match tls.reader().read(&mut plain) {
+                    Ok(0) => {
+                        failed = Some("close_notify".into());
+                        break 'records;
+                    }
+                    Ok(m) => self.take_lines(i, &plain[..m], t),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        failed = Some(e.to_string());
+                        break 'records;
+                    }
+                }
+            }
+        }
+        self.plain = plain;
+        match failed {
+            Some(why) => self.gone(i, &why),
+            None => self.flush(i),
+        }
     }
 
     fn take_lines(&mut self, i: usize, mut data: &[u8], t: u64) {
@@ -814,15 +935,19 @@ impl Fleet {
             }
             State::Greeting => {
                 if text.starts_with(b"Welcome!") {
+                    let since = self.since.map(|id| format!("/since {id}"));
                     let name = format!("{}{i}", self.prefix);
+                    let lines: Vec<&str> =
+                        since.iter().map(String::as_str).chain([&*name]).collect();
                     self.clients[i].state = State::Naming;
-                    self.send_text(i, name.as_bytes());
+                    self.send_text(i, &lines);
                 } else {
                     self.login_failed(i, text);
                 }
             }
             State::Naming => {
-                if !text.starts_with(b"Welcome to the chat") {
+                let resuming = self.since.is_some() && resume_notice(text);
+                if !text.starts_with(b"Welcome to the chat") && !resuming {
                     self.login_failed(i, text);
                 }
             }
@@ -961,7 +1086,8 @@ impl Fleet {
     }
 }
 
-fn set_linger_zero(fd: i32) {
+/// Closes `fd` with a reset when it is closed (`SO_LINGER` 0).
+pub(crate) fn set_linger_zero(fd: i32) {
     let l = libc::linger {
         l_onoff: 1,
         l_linger: 0,
@@ -991,6 +1117,14 @@ fn departure(text: &[u8]) -> Option<(&[u8], &str)> {
     let at = memchr::memmem::find(text, WHY)?;
     let why = text[at + WHY.len()..].strip_suffix(b").")?;
     Some((&text[..at], std::str::from_utf8(why).ok()?))
+}
+
+/// A notice a resuming login gets before its join notice: the answer to
+/// `/since`, the count of lines no longer kept, or ids that started over.
+fn resume_notice(text: &[u8]) -> bool {
+    text.starts_with(b"You will get the lines after")
+        || text.starts_with(b"There is no line")
+        || memchr::memmem::find(text, b" no longer kept").is_some()
 }
 
 fn push_hex(buf: &mut Vec<u8>, v: u64, digits: usize) {
@@ -1090,7 +1224,7 @@ mod tests {
 
     #[test]
     fn joins_of_a_login() {
-        let f = Fleet::new(([127, 0, 0, 1], 9).into(), "b", 1, 64, 0).expect("a poll");
+        let f = Fleet::new(&[([127, 0, 0, 1], 9).into()], "b", 1, 64, 0).expect("a poll");
         assert_eq!(f.all_joins(10), 55);
         assert_eq!(f.joins_for(10, 10), 55);
         // The first 4 joins went to everyone, the 6 later ones only to the newcomer.

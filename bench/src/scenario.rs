@@ -44,6 +44,11 @@ pub struct Load {
     pub login_limit: f64,
     /// Prefix of the user names.
     pub prefix: String,
+    /// Chat lines another user says before the fleet logs in, so the room
+    /// has history to replay (`connect --seed`).
+    pub seed: usize,
+    /// Every client resumes after this id (`/since ID` before its name).
+    pub since: Option<u64>,
     /// The share of clients (senders included, spread evenly) that talk
     /// WebSocket to the server's web port: 0 none, 1 all.
     pub ws_share: f64,
@@ -64,6 +69,8 @@ impl Default for Load {
             inflight: 0,
             login_limit: 120.0,
             prefix: "b".into(),
+            seed: 0,
+            since: None,
             ws_share: 0.0,
             check_order: false,
         }
@@ -101,6 +108,11 @@ pub struct Login {
     pub server_cpu: f64,
     /// Bench CPU seconds during the login.
     pub bench_cpu: f64,
+    /// History lines replayed to the clients at login (between
+    /// `History (K lines):` and `End of history.`), over all clients.
+    pub replayed: u64,
+    /// The clients spoke TLS.
+    pub tls: bool,
 }
 
 impl Login {
@@ -153,6 +165,15 @@ pub struct Step {
     pub span: f64,
     /// Bench CPU seconds over the same span.
     pub bench_cpu: f64,
+    /// A cluster's Redis: CPU seconds over the same span (`INFO cpu`), NaN
+    /// without one.
+    pub redis_cpu: f64,
+    /// A cluster's Redis: `EVAL`s it ran over the same span (one per server
+    /// per loop turn with lines to order).
+    pub redis_evals: u64,
+    /// Lines sent from the window's start on (what Redis ordered in the
+    /// span, give or take the warm-up's last lines).
+    pub lines_since: u64,
     /// How late the bench wrote lines: 99th percentile and max, ns.
     pub lag_p99: u64,
     /// Largest send lag, ns.
@@ -170,6 +191,32 @@ impl Step {
             return f64::NAN;
         }
         self.server_cpu * 1e6 / self.deliveries_since as f64
+    }
+
+    /// Redis CPU microseconds per line ordered (NaN without Redis).
+    pub fn redis_us_per_line(&self) -> f64 {
+        if self.lines_since == 0 {
+            return f64::NAN;
+        }
+        self.redis_cpu * 1e6 / self.lines_since as f64
+    }
+
+    /// What Redis did, for the reports: empty without Redis.
+    fn redis_text(&self) -> String {
+        if self.redis_cpu.is_nan() {
+            return String::new();
+        }
+        let per_eval = if self.redis_evals == 0 {
+            f64::NAN
+        } else {
+            self.lines_since as f64 / self.redis_evals as f64
+        };
+        format!(
+            "Redis {:.0} % core, {:.2} µs/line, {:.1} lines/EVAL",
+            100.0 * self.redis_cpu / self.span,
+            self.redis_us_per_line(),
+            per_eval
+        )
     }
 
     /// Nothing lost, dropped, refused or out of order.
@@ -277,9 +324,22 @@ pub(crate) fn secs(s: f64) -> u64 {
     (s.max(0.0) * 1e9) as u64
 }
 
-/// The server's CPU seconds so far (NaN if unreadable).
+/// The server's CPU seconds so far, every server of a cluster summed
+/// (NaN if unreadable).
 pub(crate) fn server_cpu(t: &Target) -> f64 {
-    sys::process_cpu(t.pid).unwrap_or(f64::NAN)
+    t.pids()
+        .iter()
+        .map(|&pid| sys::process_cpu(pid).unwrap_or(f64::NAN))
+        .sum()
+}
+
+/// A cluster's Redis so far: CPU seconds and `EVAL` calls (NaN and 0
+/// without one).
+pub(crate) fn redis_stats(t: &Target) -> (f64, u64) {
+    match t.redis {
+        Some(r) => (r.cpu(), r.evals()),
+        None => (f64::NAN, 0),
+    }
 }
 
 /// Runs the fleet until it has read `chat` chat lines in all, nothing came
@@ -332,6 +392,8 @@ pub(crate) fn log_in(fleet: &mut Fleet, target: &Target, load: &Load) -> Login {
         first_error: c.first_error.clone(),
         server_cpu: server_cpu(target) - cpu0,
         bench_cpu: sys::self_cpu() - me0,
+        replayed: c.replayed - before.replayed,
+        tls: fleet.is_tls(),
     }
 }
 
@@ -359,12 +421,17 @@ fn run_step(
         fleet.expect_from(s, q);
     }
     let before: Counters = fleet.c.clone();
-    let mut at_from: Option<(f64, f64, u64)> = None;
+    let mut at_from: Option<(f64, f64, u64, (f64, u64))> = None;
     let mut k = 0u64;
     loop {
         let now = now_ns();
         if at_from.is_none() && now >= from {
-            at_from = Some((server_cpu(target), sys::self_cpu(), now));
+            at_from = Some((
+                server_cpu(target),
+                sys::self_cpu(),
+                now,
+                redis_stats(target),
+            ));
         }
         while k < total && sched(k) <= now {
             let s = (k % senders as u64) as usize;
@@ -388,7 +455,9 @@ fn run_step(
     let expected = total * receivers as u64;
     drain(fleet, before.chat + expected, load.drain)?;
     let end = now_ns();
-    let (cpu0, me0, t_from) = at_from.unwrap_or((f64::NAN, f64::NAN, from));
+    let (cpu0, me0, t_from, (redis_cpu0, evals0)) =
+        at_from.unwrap_or((f64::NAN, f64::NAN, from, (f64::NAN, 0)));
+    let (redis_cpu1, evals1) = redis_stats(target);
     let c = &fleet.c;
     let received = c.chat - before.chat;
     let h = &fleet.latency;
@@ -413,6 +482,9 @@ fn run_step(
         deliveries_since: c.chat_since_window,
         span: (end - t_from) as f64 / 1e9,
         bench_cpu: sys::self_cpu() - me0,
+        redis_cpu: redis_cpu1 - redis_cpu0,
+        redis_evals: evals1.saturating_sub(evals0),
+        lines_since: (load.duration * rate).round() as u64,
         lag_p99: fleet.send_lag.quantile(0.99),
         lag_max: fleet.send_lag.max(),
         load: sys::loadavg(),
@@ -437,12 +509,13 @@ pub(crate) fn check_load(load: &Load) -> io::Result<()> {
 /// The clients `load` describes, not yet connected, against `target`.
 pub(crate) fn fleet_for(target: &Target, load: &Load) -> io::Result<Fleet> {
     let fleet = Fleet::new(
-        target.addr,
+        &target.addrs(),
         &load.prefix,
         load.senders,
         load.size,
         load.inflight,
-    )?;
+    )?
+    .tls(target.tls.clone());
     let fleet = if load.check_order {
         fleet.track_order()
     } else {
@@ -450,6 +523,11 @@ pub(crate) fn fleet_for(target: &Target, load: &Load) -> io::Result<Fleet> {
     };
     if load.ws_share <= 0.0 {
         return Ok(fleet);
+    }
+    if target.tls.is_some() || !target.more.is_empty() {
+        return Err(io::Error::other(
+            "WebSocket clients talk to one plain server: not with --tls or --cluster",
+        ));
     }
     let web = target.web.ok_or_else(|| {
         io::Error::other("WebSocket clients need the server's web port (--web-addr)")
@@ -578,6 +656,44 @@ pub fn connect(target: &Target, load: &Load, settle: f64, lines: usize) -> io::R
     connect_with(target, load, settle, lines, false)
 }
 
+/// Gives the room `lines` lines of history before the fleet comes: a user
+/// `seed` logs in, says them, and leaves (so the history holds its join,
+/// its lines and its leave notice, ids 1 to `lines` + 2 in a new room).
+fn seed_history(target: &Target, lines: usize) -> io::Result<()> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::net::TcpStream::connect(target.addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut r = BufReader::new(s.try_clone()?);
+    let mut line = String::new();
+    let mut until = |want: &str| -> io::Result<()> {
+        loop {
+            line.clear();
+            if r.read_line(&mut line)? == 0 {
+                return Err(io::Error::other(format!("seed: EOF before {want:?}")));
+            }
+            if line.trim_end() == want {
+                return Ok(());
+            }
+        }
+    };
+    s.write_all(b"seed\n")?;
+    until("[SERVER]: seed joined the chat!")?;
+    let mut text = String::new();
+    for k in 0..lines {
+        let _ = writeln!(
+            text,
+            "history line {k} of {lines}, said before the fleet came"
+        );
+    }
+    s.write_all(text.as_bytes())?;
+    until(&format!(
+        "seed: history line {} of {lines}, said before the fleet came",
+        lines - 1
+    ))?;
+    s.write_all(b"/quit\n")?;
+    until("[SERVER]: Goodbye, seed!")
+}
+
 /// `connect` against the bare broadcaster of [`super::ideal`]: no login,
 /// so only the connections and the single lines are measured.
 pub fn floor(target: &Target, load: &Load, lines: usize) -> io::Result<Connect> {
@@ -594,7 +710,13 @@ fn connect_with(
     let mut load = load.clone();
     load.senders = 1;
     check_load(&load)?;
-    let mut fleet = fleet_for(target, &load)?;
+    if load.seed > 0 {
+        if target.tls.is_some() {
+            return Err(io::Error::other("--seed talks plain TCP: not with --tls"));
+        }
+        seed_history(target, load.seed)?;
+    }
+    let mut fleet = fleet_for(target, &load)?.since(load.since);
     if raw {
         fleet = fleet.raw();
     }
@@ -731,6 +853,14 @@ impl Login {
                 thousands(self.announced as f64)
             );
         }
+        if self.replayed > 0 {
+            let _ = writeln!(
+                s,
+                "              history replayed at login: {} lines ({:.1} per client)",
+                thousands(self.replayed as f64),
+                self.replayed as f64 / self.logged_in.max(1) as f64
+            );
+        }
         let _ = writeln!(
             s,
             "              server CPU {:.2} s, bench CPU {:.2} s",
@@ -752,7 +882,7 @@ impl Login {
     /// As a JSON object.
     pub fn json(&self) -> String {
         format!(
-            "{{\"clients\":{},\"ws_clients\":{},\"logged_in\":{},\"all_in_s\":{},\"all_notices_s\":{},\"inflight\":{},\"joins\":{},\"announced\":{},\"joins_expected\":{},\"errors\":{},\"first_error\":{},\"server_cpu_s\":{},\"bench_cpu_s\":{}}}",
+            "{{\"clients\":{},\"ws_clients\":{},\"logged_in\":{},\"all_in_s\":{},\"all_notices_s\":{},\"inflight\":{},\"joins\":{},\"announced\":{},\"joins_expected\":{},\"errors\":{},\"first_error\":{},\"server_cpu_s\":{},\"bench_cpu_s\":{},\"replayed\":{},\"tls\":{}}}",
             self.clients,
             self.ws_clients,
             self.logged_in,
@@ -766,6 +896,8 @@ impl Login {
             self.first_error.as_deref().map_or("null".into(), jstr),
             jnum(self.server_cpu),
             jnum(self.bench_cpu),
+            self.replayed,
+            self.tls,
         )
     }
 }
@@ -808,6 +940,15 @@ impl Step {
             self.us_per_delivery()
         );
 
+        let redis = self.redis_text();
+        if !redis.is_empty() {
+            let _ = writeln!(
+                s,
+                "  Redis       {:.2} s of CPU, {} EVALs; {redis}",
+                self.redis_cpu,
+                thousands(self.redis_evals as f64)
+            );
+        }
         let _ = writeln!(
             s,
             "  bench CPU   {:.2} s ({:.0} % of a core); send lag p99 {}, max {}",
@@ -826,7 +967,7 @@ impl Step {
     /// One line, for the ramp.
     pub fn short(&self, limit_ns: u64) -> String {
         format!(
-            "  {:>9} lines/s {:>11} deliveries/s offered, {:>11} read/s; p99 {:>9}, max {:>9}; lost {}, dropped {}; server {:.3} µs/delivery ({:.0} % core), bench {:.0} % core; load {}  {}",
+            "  {:>9} lines/s {:>11} deliveries/s offered, {:>11} read/s; p99 {:>9}, max {:>9}; lost {}, dropped {}; server {:.3} µs/delivery ({:.0} % core), bench {:.0} % core; {}load {}  {}",
             thousands(self.rate),
             thousands(self.offered),
             thousands(self.throughput),
@@ -837,6 +978,10 @@ impl Step {
             self.us_per_delivery(),
             100.0 * self.server_cpu / self.span,
             100.0 * self.bench_cpu / self.span,
+            match self.redis_text() {
+                r if r.is_empty() => r,
+                r => format!("{r}; "),
+            },
             self.load,
             if self.passes(limit_ns) { "pass" } else { "FAIL" }
         )
@@ -845,7 +990,7 @@ impl Step {
     /// As a JSON object.
     pub fn json(&self) -> String {
         format!(
-            "{{\"rate\":{},\"receivers\":{},\"lines\":{},\"expected\":{},\"received\":{},\"lost\":{},\"reordered\":{},\"refused\":{},\"dropped\":{},\"offered_per_s\":{},\"deliveries_per_s\":{},\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"max_ns\":{},\"samples\":{},\"server_cpu_s\":{},\"span_s\":{},\"us_per_delivery\":{},\"bench_cpu_s\":{},\"send_lag_p99_ns\":{},\"send_lag_max_ns\":{},\"loadavg\":{}}}",
+            "{{\"rate\":{},\"receivers\":{},\"lines\":{},\"expected\":{},\"received\":{},\"lost\":{},\"reordered\":{},\"refused\":{},\"dropped\":{},\"offered_per_s\":{},\"deliveries_per_s\":{},\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"max_ns\":{},\"samples\":{},\"server_cpu_s\":{},\"span_s\":{},\"us_per_delivery\":{},\"bench_cpu_s\":{},\"redis_cpu_s\":{},\"redis_evals\":{},\"redis_us_per_line\":{},\"send_lag_p99_ns\":{},\"send_lag_max_ns\":{},\"loadavg\":{}}}",
             jnum(self.rate),
             self.receivers,
             self.lines,
@@ -866,6 +1011,9 @@ impl Step {
             jnum(self.span),
             jnum(self.us_per_delivery()),
             jnum(self.bench_cpu),
+            jnum(self.redis_cpu),
+            self.redis_evals,
+            jnum(self.redis_us_per_line()),
             self.lag_p99,
             self.lag_max,
             jstr(&self.load),

@@ -97,6 +97,38 @@ fn fanout_delivers_every_line_to_every_client() {
     assert_eq!(field(&out, "lost"), "0", "{out}");
     assert_eq!(field(&out, "reordered"), "0", "{out}");
     assert_eq!(field(&out, "dropped"), "0", "{out}");
+    assert_eq!(field(&out, "tls"), "false", "{out}");
+}
+
+/// `--cluster 2`: a real redis-server and two servers of one room, the
+/// clients spread over them; every line still reaches every client, in
+/// each sender's order, and Redis's work is reported. Needs redis-server
+/// (Debian: apt-get install redis-server; scripts/test.sh installs it).
+#[test]
+fn fanout_over_a_cluster_delivers_every_line_to_every_client() {
+    let (ok, out) = bench(&[
+        "fanout",
+        "--cluster",
+        "2",
+        "-n",
+        "12",
+        "-s",
+        "4",
+        "-r",
+        "150",
+        "-d",
+        "1",
+        "--warmup",
+        "0.2",
+    ]);
+    assert!(ok, "chat-bench fanout --cluster 2 failed:\n{out}");
+    assert_eq!(field(&out, "logged_in"), "12", "{out}");
+    assert_eq!(field(&out, "expected"), "2160", "{out}");
+    assert_eq!(field(&out, "received"), "2160", "{out}");
+    assert_eq!(field(&out, "lost"), "0", "{out}");
+    assert_eq!(field(&out, "reordered"), "0", "{out}");
+    assert_ne!(field(&out, "redis_cpu_s"), "null", "{out}");
+    assert_ne!(field(&out, "redis_evals"), "0", "{out}");
 }
 
 #[test]
@@ -141,6 +173,55 @@ fn connect_with_a_cap_on_logins_in_flight_logs_everyone_in() {
     assert_eq!(field(&out, "line_lost"), "0", "{out}");
 }
 
+/// With history in the room, every newcomer is sent the server's
+/// --join-history (20) lines of it before its join notice; the bench
+/// counts them apart from the join notices.
+#[test]
+fn connect_with_seeded_history_replays_it_to_every_newcomer() {
+    let (ok, out) = bench(&[
+        "connect", "-n", "30", "--seed", "25", "--lines", "1", "--settle", "0.2",
+    ]);
+    assert!(ok, "chat-bench connect --seed failed:\n{out}");
+    assert_eq!(field(&out, "logged_in"), "30", "{out}");
+    assert_eq!(field(&out, "joins"), "465", "30 * 31 / 2: {out}");
+    assert_eq!(field(&out, "replayed"), "600", "20 lines to each: {out}");
+    assert_eq!(field(&out, "line_lost"), "0", "{out}");
+}
+
+/// `--since ID`: every client resumes after ID. In a room that announces
+/// joins only while it holds one user, the seed's join is id 1, its 20
+/// lines 2 to 21, its leave 22, the first client's join 23 (the others are
+/// quiet): /since 2 replays 20 lines to the first client, 21 to each other.
+/// Without history the same login gets a "no longer kept" notice instead.
+#[test]
+fn connect_with_since_resumes_every_client_after_the_id() {
+    let args = [
+        "connect",
+        "-n",
+        "30",
+        "--seed",
+        "20",
+        "--since",
+        "2",
+        "--lines",
+        "1",
+        "--settle",
+        "0.2",
+        "--server-arg=--announce-limit=1",
+    ];
+    let (ok, out) = bench(&args);
+    assert!(ok, "chat-bench connect --since failed:\n{out}");
+    assert_eq!(field(&out, "logged_in"), "30", "{out}");
+    assert_eq!(field(&out, "replayed"), "629", "20 + 29 * 21: {out}");
+    assert_eq!(field(&out, "line_lost"), "0", "{out}");
+    let mut none = args.to_vec();
+    none.push("--server-arg=--history=0");
+    let (ok, out) = bench(&none);
+    assert!(ok, "chat-bench connect --since, no history, failed:\n{out}");
+    assert_eq!(field(&out, "logged_in"), "30", "{out}");
+    assert_eq!(field(&out, "replayed"), "0", "{out}");
+}
+
 /// Three senders paste 40 lines of 4,000 B each at the same instant, twice,
 /// to 50 readers. The server is given room for a whole burst per reader
 /// (`--max-pending` 1 MiB, about twice a burst) so that this checks the
@@ -177,6 +258,36 @@ fn burst_reaches_every_reader_in_one_order() {
     assert_eq!(field(&out, "orders"), "1", "{out}");
     assert_eq!(field(&out, "same_order"), "true", "{out}");
     assert_eq!(field(&out, "samples"), "12720", "{out}");
+}
+
+#[test]
+fn fanout_over_tls_delivers_every_line_to_every_client() {
+    let (ok, out) = bench(&[
+        "--tls", "fanout", "-n", "12", "-s", "3", "-r", "150", "-d", "1", "--warmup", "0.2",
+    ]);
+    assert!(ok, "chat-bench --tls fanout failed:\n{out}");
+    assert_eq!(field(&out, "tls"), "true", "{out}");
+    assert_eq!(field(&out, "logged_in"), "12", "{out}");
+    assert_eq!(field(&out, "expected"), "2160", "{out}");
+    assert_eq!(field(&out, "received"), "2160", "{out}");
+    assert_eq!(field(&out, "lost"), "0", "{out}");
+    assert_eq!(field(&out, "dropped"), "0", "{out}");
+}
+
+#[test]
+fn handshakes_complete_and_resume() {
+    for resume in [false, true] {
+        let mut args = vec!["handshakes", "-d", "1", "--inflight", "4"];
+        if resume {
+            args.push("--resume");
+        }
+        let (ok, out) = bench(&args);
+        assert!(ok, "chat-bench {args:?} failed:\n{out}");
+        assert_eq!(field(&out, "failed"), "0", "{out}");
+        assert_ne!(field(&out, "done"), "0", "{out}");
+        let resumed: u64 = field(&out, "resumed").parse().unwrap();
+        assert_eq!(resumed > 0, resume, "{out}");
+    }
 }
 
 /// The fan-out with every client over WebSocket: the same counts as over

@@ -8,6 +8,10 @@ pub enum Input {
     /// `/quit [REASON]`, `!quit` or `{exit}` (any case): sent as typed, then
     /// the client waits for the goodbye and exits.
     Quit,
+    /// `/ids ...` (any case): not sent. The client keeps ids on by itself,
+    /// to resume after a lost connection without losing or repeating a
+    /// line (and strips them before printing); `/ids off` would break that.
+    Ids,
     /// Anything else: sent as typed.
     Line,
 }
@@ -26,6 +30,9 @@ pub fn classify(line: &str) -> Input {
         let word = word.unwrap_or("");
         if word.eq_ignore_ascii_case("quit") {
             return Input::Quit;
+        }
+        if word.eq_ignore_ascii_case("ids") {
+            return Input::Ids;
         }
     }
     Input::Line
@@ -61,6 +68,12 @@ mod tests {
             assert_eq!(classify(l), Input::Line, "{l:?}");
         }
         assert_eq!(classify(" \t "), Input::Blank);
+        for ids in ["/ids off", "/IDS on", " /ids", "/ ids off"] {
+            assert_eq!(classify(ids), Input::Ids, "{ids:?}");
+        }
+        for l in ["//ids off", "/idsx", "ids off"] {
+            assert_eq!(classify(l), Input::Line, "{l:?}");
+        }
         assert_eq!(classify(""), Input::Blank);
     }
 }

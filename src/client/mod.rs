@@ -2,9 +2,11 @@
 //! threads, a connection that comes back by itself.
 //!
 //! - The **main thread** owns the connection: it connects (with the
-//!   [`policy::Retry`] delays), logs in ([`login::Login`]), prints every
-//!   server line except the answers to its own pings, and sends keepalive
-//!   pings ([`policy::Keepalive`]). Its socket reads carry a timeout set to
+//!   [`policy::Retry`] delays), turns ids on and resumes after the last
+//!   line it saw ([`resume::Resume`]), logs in ([`login::Login`]), prints
+//!   every server line except the answers to its own pings and set-up
+//!   commands (without ids), and sends keepalive pings
+//!   ([`policy::Keepalive`]). Its socket reads carry a timeout set to
 //!   the next thing due (a ping, the silence limit, a retry of a held name),
 //!   so one blocking thread needs no poller.
 //! - The **stdin thread** reads typed lines ([`term::Keyboard`]) and writes
@@ -32,6 +34,17 @@
 //! the line being typed either. Log lines (`-v`) still go straight to
 //! stderr: redirect it (`2>client.log`) to read them while typing.
 //!
+//! After a lost connection the lines the room had meanwhile are shown
+//! once, in order, between the welcome and the join notice, and one status
+//! line says how many were missed (and how many the server no longer kept):
+//! see [`resume`]. A typed `/ids` is not sent: the client needs ids on.
+//!
+//! With `--tls` ([`tls`]) the connection is TLS: the handshake happens on the
+//! main thread before anything is written, a certificate that does not check
+//! out ends the client (exit 1) instead of a retry, and both threads reach the
+//! session through the same lock, which neither holds while it waits for the
+//! network.
+//!
 //! Adding a kind of line the client prints (say, a resume notice) means one
 //! more `Screen::line` or `Screen::status` call on the thread that has it;
 //! nothing else here needs to know whether an editor is in use.
@@ -39,10 +52,12 @@
 pub mod input;
 pub mod login;
 pub mod policy;
+pub mod resume;
 pub mod term;
+pub mod tls;
 
 use std::collections::VecDeque;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -53,7 +68,9 @@ use crate::line::{Frame, LineReader};
 use input::{classify, Input};
 use login::{parse_nick, Login, Step};
 use policy::{token_prefix, Keepalive, Retry};
+use resume::Resume;
 use term::{Keyboard, Screen};
+use tls::{Conn, Failure, Trust};
 
 /// How long the client waits for the goodbye after sending `/quit`.
 pub const QUIT_WAIT: Duration = Duration::from_secs(2);
@@ -79,6 +96,8 @@ pub struct Config {
     /// How long a reconnect keeps asking for a name the server still holds
     /// before taking a variant (`--name-wait`).
     pub name_wait: Duration,
+    /// Connect over TLS, trusting this (`--tls`, `--ca`, `--insecure`).
+    pub tls: Option<Trust>,
 }
 
 impl Default for Config {
@@ -90,6 +109,7 @@ impl Default for Config {
             keepalive: Duration::from_secs(20),
             retries: 5,
             name_wait: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -101,7 +121,7 @@ pub enum Outcome {
     Quit,
     /// Nobody reads stdout any more: not an error.
     StdoutClosed,
-    /// The retries ran out; the reason was printed.
+    /// The retries ran out, or TLS refused the server; the reason was printed.
     GaveUp,
 }
 
@@ -167,8 +187,8 @@ impl Gate {
 /// The state both threads share, behind [`Shared::link`].
 #[derive(Debug)]
 struct Link {
-    /// A clone of the current connection, for writing.
-    writer: Option<TcpStream>,
+    /// The current connection (for writing; over TLS also its session).
+    writer: Option<Conn>,
     /// Whether typed lines may go out.
     gate: Gate,
     /// Typed lines waiting for the gate to open, oldest first.
@@ -215,7 +235,7 @@ impl Link {
     /// A write failed: close the connection so the reader notices at once.
     fn broken(&mut self) {
         if let Some(w) = &self.writer {
-            let _ = w.shutdown(Shutdown::Both);
+            w.shutdown();
         }
         self.gate = Gate::Offline;
     }
@@ -266,6 +286,9 @@ impl Shared {
             match classify(&String::from_utf8_lossy(&buf)) {
                 Input::Blank => {}
                 Input::Line => self.typed(&buf, &mut screen),
+                Input::Ids => screen.status(
+                    "/ids not sent: chat-client keeps ids on itself, to resume without loss",
+                ),
                 Input::Quit => return self.quit(&buf, &mut screen),
             }
         }
@@ -321,7 +344,7 @@ impl Shared {
             if let Err(e) = link.write_line(line) {
                 log::debug!("write /quit: {e}");
             }
-            wake = link.writer.as_ref().and_then(|w| w.try_clone().ok());
+            wake = link.writer.as_ref().and_then(|w| w.socket().ok());
         }
         drop(link);
         self.changed.notify_all();
@@ -340,6 +363,9 @@ enum End {
     Quit,
     /// stdout is closed.
     StdoutClosed,
+    /// TLS refused the server (its certificate, or it does not speak TLS):
+    /// trying again would fail the same way.
+    Refused(String),
     /// It failed or was lost.
     Failed {
         /// Why, for the status line.
@@ -365,6 +391,10 @@ struct Runner {
     addr: String,
     /// Where server lines and status lines go.
     screen: Screen,
+    /// The last id seen, and what a connection shows of ids and history.
+    resume: Resume,
+    /// The TLS configuration, with `--tls`.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Runs the client on the process's stdin, stdout and stderr until the user
@@ -384,6 +414,20 @@ pub fn run(config: Config) -> Outcome {
         screen.status(format_args!("cannot start the input thread: {e}"));
         return Outcome::GaveUp;
     }
+    let tls = match config.tls.as_ref().map(tls::config).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            screen.leave();
+            screen.status(e);
+            return Outcome::GaveUp;
+        }
+    };
+    if config.tls == Some(Trust::Insecure) {
+        screen.status(
+            "--insecure: the server's certificate is NOT checked; \
+             whoever is in between can read and change this chat",
+        );
+    }
     let addr = if config.host.contains(':') {
         format!("[{}]:{}", config.host, config.port)
     } else {
@@ -398,6 +442,8 @@ pub fn run(config: Config) -> Outcome {
         config,
         shared,
         screen,
+        resume: Resume::new(),
+        tls,
     };
     let outcome = runner.run();
     runner.screen.leave();
@@ -421,6 +467,11 @@ impl Runner {
             let (why, connected, joined) = match end {
                 End::Quit => return Outcome::Quit,
                 End::StdoutClosed => return Outcome::StdoutClosed,
+                End::Refused(why) => {
+                    self.screen.leave();
+                    self.screen.status(format_args!("{}: {why}", self.addr));
+                    return Outcome::GaveUp;
+                }
                 End::Failed {
                     why,
                     connected,
@@ -497,6 +548,26 @@ impl Runner {
         Err(last.unwrap_or_else(|| io::Error::new(ErrorKind::NotFound, "no address found")))
     }
 
+    /// The connection both threads use for `stream`: over TLS, after the
+    /// handshake.
+    fn open(&self, stream: &TcpStream) -> Result<Conn, End> {
+        let failed = |e: io::Error| End::Failed {
+            why: e.to_string(),
+            connected: true,
+            joined: false,
+        };
+        let writer = stream.try_clone().map_err(failed)?;
+        let Some(config) = &self.tls else {
+            return Ok(Conn::plain(writer));
+        };
+        let _ = stream.set_read_timeout(Some(self.io_timeout()));
+        match tls::handshake(config, &self.config.host, stream) {
+            Ok(session) => Ok(Conn::tls(writer, session)),
+            Err(Failure::Fatal(why)) => Err(End::Refused(why)),
+            Err(Failure::Io(e)) => Err(failed(e)),
+        }
+    }
+
     /// One connection, from login to its end.
     fn session(&mut self, stream: TcpStream) -> End {
         let start = Instant::now();
@@ -509,15 +580,9 @@ impl Runner {
             Some(n) => Login::auto(n, Duration::ZERO, &self.prefix),
             None => Login::manual(),
         };
-        let writer = match stream.try_clone() {
+        let writer = match self.open(&stream) {
             Ok(w) => w,
-            Err(e) => {
-                return End::Failed {
-                    why: e.to_string(),
-                    connected: true,
-                    joined: false,
-                }
-            }
+            Err(end) => return end,
         };
         {
             let mut link = self.shared.lock();
@@ -526,7 +591,13 @@ impl Runner {
             }
             link.writer = Some(writer);
             link.last_tx = None;
-            if login.is_manual() {
+            // Ids on, the resume point and their barrier go before anything
+            // typed: before the name, whoever sends it.
+            let setup = self.resume.start(&self.prefix);
+            if let Err(e) = link.write(setup.as_bytes()) {
+                log::debug!("write: {e}");
+                link.broken();
+            } else if login.is_manual() {
                 if let Err(e) = link.open(Gate::Prompt) {
                     log::debug!("write: {e}");
                     link.broken();
@@ -555,6 +626,7 @@ impl Runner {
         let mut ka = Keepalive::new(self.config.keepalive, start, &self.prefix);
         let mut frames = LineReader::new(READ_LIMIT);
         let mut buf = vec![0u8; 16 * 1024];
+        let mut plain = Vec::new();
         let mut lines: Vec<Vec<u8>> = Vec::new();
         let failed = |why: String, login: &Login| End::Failed {
             why,
@@ -600,24 +672,50 @@ impl Runner {
             };
             let now = Instant::now();
             ka.received(now);
-            frames.feed(&buf[..n], |f| {
+            let data = if self.tls.is_none() {
+                &buf[..n]
+            } else {
+                // Over TLS the bytes go through the session, under the lock.
+                plain.clear();
+                let open = match self.shared.lock().writer.as_mut() {
+                    Some(conn) => conn.decrypt(&buf[..n], &mut plain),
+                    None => Ok(true),
+                };
+                match open {
+                    Ok(true) => &plain[..],
+                    Ok(false) if self.shared.quitting() => return End::Quit,
+                    Ok(false) => return failed("the server closed the connection".into(), login),
+                    Err(e) => return failed(e.to_string(), login),
+                }
+            };
+            frames.feed(data, |f| {
                 if let Frame::Line(l) = f {
                     lines.push(l.to_vec());
                 }
                 true
             });
             for l in lines.drain(..) {
-                let text = String::from_utf8_lossy(&l);
-                if ka.hide(&text) {
+                let raw = String::from_utf8_lossy(&l);
+                if ka.hide(&raw) {
                     continue;
                 }
+                let seen = self.resume.line(&raw);
+                if let Some(note) = seen.note {
+                    self.screen.status(note);
+                }
+                // The line as the user sees it: without its id.
+                let text = &raw[seen.skip..];
                 let was_done = login.done();
-                let step = login.line(&text, now);
-                if !step.hide && self.screen.line(&l).is_err() {
+                let step = if seen.to_login {
+                    login.line(text, now)
+                } else {
+                    Step::default()
+                };
+                if seen.show && !step.hide && self.screen.line(&l[seen.skip..]).is_err() {
                     return End::StdoutClosed;
                 }
-                if was_done {
-                    self.follow_nick(&text);
+                if was_done && seen.to_login {
+                    self.follow_nick(text);
                 }
                 if let Err(why) = self.apply(step) {
                     return failed(why, login);
@@ -652,6 +750,9 @@ impl Runner {
             }
             self.name = Some(name);
             self.joined_once = true;
+            if let Some(note) = self.resume.joined() {
+                self.screen.status(note);
+            }
             self.retry.reset();
             let mut link = self.shared.lock();
             link.joined_once = true;
@@ -718,7 +819,7 @@ mod tests {
         let (mut s, _) = l.accept().unwrap();
         {
             let mut link = shared.lock();
-            link.writer = Some(c);
+            link.writer = Some(Conn::plain(c));
             link.open(Gate::Chat).unwrap();
         }
         shared.typed(b"three", screen);

@@ -5,7 +5,7 @@
 //! its own user: the room's [`Ask`]s go to Redis, where a Lua script gives
 //! each line its id, appends it to a stream (the history) and publishes it,
 //! in one atomic step; every server delivers what comes back on the room's
-//! channel, in id order ([`order::Order`]), so all users see one order with
+//! channel, in id order (`order::Order`), so all users see one order with
 //! the same ids. Names are claimed in the same way (taken anywhere = taken),
 //! each server keeps a heartbeat key with a TTL, and any server takes the
 //! users of a server whose heartbeat expired out of the room, once.
@@ -13,7 +13,7 @@
 //! Redis connections are two more sockets in the loop's `mio::Poll` (one for
 //! commands, pipelined and sent once per turn; one subscribed to the room's
 //! channel and this server's own), driven as sans-IO RESP with the
-//! `redis-protocol` crate ([`resp::Link`]), so the server stays one thread
+//! `redis-protocol` crate (`resp::Link`), so the server stays one thread
 //! that never blocks, except at start, where Redis must answer before the
 //! server listens (or the server exits with one line).
 //!
@@ -50,7 +50,26 @@ const START_TIMEOUT: Duration = Duration::from_secs(3);
 /// to [`RETRY_MAX`].
 const RETRY_MIN: Duration = Duration::from_millis(100);
 /// The longest delay between reconnection attempts.
-const RETRY_MAX: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+/// After Redis lost its data (a restart without persistence), how long no
+/// server publishes: longer than [`RETRY_MAX`] and a connection, so every
+/// server that was connected has reconnected and lifted the id counter to
+/// its own last id before any new id is given out.
+const FENCE: Duration = Duration::from_secs(2);
+/// Heartbeats, and looks for dead servers, per `--node-ttl`: a heartbeat
+/// lives [`BEAT_LIFE`] of these periods, so two may be late before the
+/// others take this server out, and a dead server is taken out within
+/// `--node-ttl` (its last heartbeat expires, then the next look finds it).
+const BEATS_PER_TTL: u32 = 5;
+/// Periods a heartbeat lives.
+const BEAT_LIFE: u32 = 3;
+/// Bytes of ordered lines that may wait to be delivered; beyond them the
+/// subscribed link is not read (Redis keeps the rest, up to its pubsub
+/// output limit; if it drops this server for it, the catch-up from the
+/// stream takes over).
+const INBOX_MAX: usize = 1 << 20;
+/// Bytes read from the subscribed link at a time.
+const SUB_READ: usize = 64 * 1024;
 /// The stream keeps at least this many records (more if `--history` is
 /// larger), so a server that lost its link for a moment can catch up.
 const STREAM_MIN: usize = 1000;
@@ -110,7 +129,7 @@ pub struct Settings {
     /// `--node-ttl`: a server silent this long is taken out of the room.
     pub node_ttl: Duration,
     /// `--history`: lines loaded at start (the stream keeps at least
-    /// [`STREAM_MIN`]).
+    /// `STREAM_MIN`).
     pub history: usize,
     /// `--announce-limit`, applied by the scripts with the whole room's count.
     pub announce_limit: usize,
@@ -130,12 +149,20 @@ pub struct Loaded {
 /// What a command's reply is for, in the order the commands were sent.
 #[derive(Debug)]
 enum Reply {
-    /// Nothing to do with it but check it is not an error.
+    /// Nothing to do with it; an error is only logged (a link's name, a
+    /// private message).
     Ignore(&'static str),
+    /// Nothing to do with it, but an error means Redis cannot do its part
+    /// now (loading its data, out of memory...): the link is dropped and
+    /// made again, and the resync and catch-up that follow put things right
+    /// (lines it did not order are told to their senders).
+    Must(&'static str),
     /// A login's claim: 0 means the name is taken.
     Join { conn: usize, tag: u64 },
     /// A rename: 0 means the name is taken.
     Rename { conn: usize, tag: u64 },
+    /// A heartbeat: 0 means the others took this server out of the room.
+    Beat,
     /// The resync after a (re)connection: names another server took.
     Resync,
     /// The names held in the whole room.
@@ -144,6 +171,18 @@ enum Reply {
     Range,
     /// This server's users taken out at shutdown.
     Farewell,
+}
+
+/// What waits in the inbox, in order.
+#[derive(Debug)]
+enum Due {
+    /// A record to apply.
+    Record(Record),
+    /// Lines the catch-up did not find: the users are told.
+    Lost(u64),
+    /// After a catch-up's records: lines sent before the link was lost that
+    /// Redis never ordered are told to their senders.
+    Settle,
 }
 
 /// The cluster driver: the two links, the order, the timers.
@@ -168,12 +207,24 @@ pub struct Cluster {
     synced: bool,
     /// Both links are ready and the room knows it.
     up: bool,
+    /// Redis lost its data: the link goes up at this instant, once every
+    /// server had its chance to lift the id counter.
+    fence: Option<Instant>,
     /// Reconnecting: the next attempt and the delay after it.
     retry: Option<(Instant, Duration)>,
     /// When the link was lost (for the log).
     lost_at: Option<Instant>,
     /// Delivery order and catch-up.
     order: Order,
+    /// Ordered records (and notices between them) not applied yet: the
+    /// loop applies them within each turn's output budget, so a burst from
+    /// the other servers (or a catch-up) is a reason to deliver over more
+    /// turns, never to drop readers.
+    inbox: VecDeque<Due>,
+    /// Bytes of lines in `inbox`.
+    inbox_bytes: usize,
+    /// The subscribed link stopped reading with bytes possibly left.
+    sub_more: bool,
     /// Public lines sent and not seen back yet: (tag, conn, epoch).
     in_flight: Vec<(u64, usize, u64)>,
     /// Counts link losses; in-flight lines of an earlier epoch that are not
@@ -261,7 +312,7 @@ fn call(stream: &mut std::net::TcpStream, args: &[&[u8]]) -> io::Result<OwnedFra
     }
 }
 
-/// Records from an `XRANGE`/`XREVRANGE` reply: `[[id, [field, value]], ...]`.
+/// Records from an `XRANGE`/`XREVRANGE` reply: `[[0-ID, [r, BODY]], ...]`.
 fn stream_records(frame: &OwnedFrame) -> Vec<Record> {
     let OwnedFrame::Array(entries) = frame else {
         return Vec::new();
@@ -269,13 +320,14 @@ fn stream_records(frame: &OwnedFrame) -> Vec<Record> {
     entries
         .iter()
         .filter_map(|e| match e {
-            OwnedFrame::Array(parts) => match parts.get(1) {
-                Some(OwnedFrame::Array(fields)) => fields.get(1).and_then(bytes),
+            OwnedFrame::Array(parts) => match (parts.first().and_then(bytes), parts.get(1)) {
+                (Some(entry), Some(OwnedFrame::Array(fields))) => {
+                    record::from_stream(entry, fields.get(1).and_then(bytes)?)
+                }
                 _ => None,
             },
             _ => None,
         })
-        .filter_map(record::parse)
         .collect()
 }
 
@@ -385,13 +437,17 @@ pub fn start(settings: Settings) -> Result<(Cluster, Loaded), String> {
         subscribed: 0,
         synced: false,
         up: true,
+        fence: None,
         retry: None,
         lost_at: None,
         order: Order::new(last_id),
+        inbox: VecDeque::new(),
+        inbox_bytes: 0,
+        sub_more: false,
         in_flight: Vec::new(),
         epoch: 0,
         next_beat: now,
-        next_reap: now + settings.node_ttl / 2,
+        next_reap: now + settings.node_ttl / BEATS_PER_TTL,
         farewell: false,
         tokens: (Token(0), Token(0)),
         settings,
@@ -480,17 +536,52 @@ impl Cluster {
         if self.settings.url.db != 0 {
             if let Some(cmd) = self.cmd.as_mut() {
                 cmd.command(&[b"SELECT", db.as_bytes()]);
-                self.replies.push_back(Reply::Ignore("SELECT"));
+                self.replies.push_back(Reply::Must("SELECT"));
             }
+        }
+        // Named, so CLIENT LIST in Redis says which server a link is.
+        let name = |what: &str| format!("{}:{}:{what}", self.settings.name, self.node);
+        let (cmd_name, sub_name) = (name("cmd"), name("sub"));
+        if let Some(cmd) = self.cmd.as_mut() {
+            cmd.command(&[b"CLIENT", b"SETNAME", cmd_name.as_bytes()]);
+            self.replies.push_back(Reply::Ignore("CLIENT SETNAME"));
+        }
+        if let Some(sub) = self.sub.as_mut() {
+            // Its +OK is not a message: the subscribed side skips it.
+            sub.command(&[b"CLIENT", b"SETNAME", sub_name.as_bytes()]);
         }
         let up = std::mem::replace(&mut self.up, true);
         self.send_asks(room);
         self.up = up;
+        self.resync(room);
+        let p = self.settings.name.clone();
+        if let Some(sub) = self.sub.as_mut() {
+            sub.command(&[
+                b"SUBSCRIBE",
+                room_channel(&p).as_bytes(),
+                node_channel(&p, &self.node).as_bytes(),
+            ]);
+        }
+        self.subscribed = 0;
+    }
+
+    /// How long a heartbeat lives, in ms, as the scripts take it.
+    fn beat_life(&self) -> String {
+        (self.settings.node_ttl * BEAT_LIFE / BEATS_PER_TTL)
+            .as_millis()
+            .to_string()
+    }
+
+    /// This server's users and ids made to match Redis (after a connection,
+    /// or when the others took this server out), then the whole room's
+    /// names.
+    fn resync(&mut self, room: &Room) {
         let local = room.local_names();
         let maxlen = self.maxlen();
         let limit = self.settings.announce_limit.to_string();
-        let ttl = self.settings.node_ttl.as_millis().to_string();
+        let ttl = self.beat_life();
         let last = self.order.last().to_string();
+        let fence = FENCE.as_millis().to_string();
         let folded: Vec<String> = local.iter().map(|n| fold(n)).collect();
         let local = &local;
         let node = self.node.clone();
@@ -500,6 +591,7 @@ impl Cluster {
             node.as_bytes(),
             ttl.as_bytes(),
             last.as_bytes(),
+            fence.as_bytes(),
         ];
         for (name, f) in local.iter().zip(&folded) {
             args.push(name.as_bytes());
@@ -513,17 +605,8 @@ impl Cluster {
             ]);
             self.replies.push_back(Reply::Names);
         }
-        let p = self.settings.name.clone();
-        if let Some(sub) = self.sub.as_mut() {
-            sub.command(&[
-                b"SUBSCRIBE",
-                room_channel(&p).as_bytes(),
-                node_channel(&p, &self.node).as_bytes(),
-            ]);
-        }
-        self.subscribed = 0;
         self.synced = false;
-        self.next_beat = Instant::now() + self.settings.node_ttl / 3;
+        self.next_beat = Instant::now() + self.settings.node_ttl / BEATS_PER_TTL;
     }
 
     /// The room's asks of this turn go out as commands (nothing while the
@@ -583,7 +666,7 @@ impl Cluster {
                             f.as_bytes(),
                             line,
                         ],
-                        Reply::Ignore("leave"),
+                        Reply::Must("leave"),
                     );
                 }
                 Ask::Rename {
@@ -631,7 +714,7 @@ impl Cluster {
         if !lines.is_empty() {
             let mut args: Vec<&[u8]> = vec![maxlen.as_bytes()];
             args.extend(lines.iter().map(Vec::as_slice));
-            self.eval(Script::Publish, &args, Reply::Ignore("publish"));
+            self.eval(Script::Publish, &args, Reply::Must("publish"));
         }
     }
 
@@ -648,19 +731,22 @@ impl Cluster {
                 self.reconnect(registry, now);
             }
         }
+        if self.fence.is_some_and(|t| now >= t) {
+            self.maybe_up(room, out, now);
+        }
         if self.up {
             self.send_asks(room);
         }
         if self.up && !self.farewell {
-            if now >= self.next_beat {
-                let ttl = self.settings.node_ttl.as_millis().to_string();
+            if now >= self.next_beat && self.synced {
+                let life = self.beat_life();
                 let node = self.node.clone();
                 self.eval(
                     Script::Beat,
-                    &[node.as_bytes(), ttl.as_bytes()],
-                    Reply::Ignore("beat"),
+                    &[node.as_bytes(), life.as_bytes()],
+                    Reply::Beat,
                 );
-                self.next_beat = now + self.settings.node_ttl / 3;
+                self.next_beat = now + self.settings.node_ttl / BEATS_PER_TTL;
             }
             if now >= self.next_reap {
                 let (maxlen, limit) = (self.maxlen(), self.settings.announce_limit.to_string());
@@ -668,9 +754,9 @@ impl Cluster {
                 self.eval(
                     Script::Reap,
                     &[maxlen.as_bytes(), limit.as_bytes(), node.as_bytes(), b""],
-                    Reply::Ignore("reap"),
+                    Reply::Must("reap"),
                 );
-                self.next_reap = now + self.settings.node_ttl / 2;
+                self.next_reap = now + self.settings.node_ttl / BEATS_PER_TTL;
             }
         }
         self.flush(room, out, now);
@@ -695,6 +781,9 @@ impl Cluster {
     pub fn next_due(&self) -> Instant {
         let mut next = self.next_beat.min(self.next_reap);
         if let Some((at, _)) = self.retry {
+            next = next.min(at);
+        }
+        if let Some(at) = self.fence {
             next = next.min(at);
         }
         next
@@ -755,19 +844,84 @@ impl Cluster {
         let Some(link) = link else {
             return;
         };
-        let mut frames = Vec::new();
-        let result = link.read(|f| frames.push(f));
-        for frame in frames {
-            if is_cmd {
+        if is_cmd {
+            let mut frames = Vec::new();
+            let result = link.read(usize::MAX, |f| frames.push(f));
+            for frame in frames {
+                if self.cmd.is_none() {
+                    return; // a reply made this link go: the rest is moot
+                }
                 self.reply(frame, room, out, now);
-            } else {
-                self.message(frame, room, out, now);
             }
-        }
-        if let Err(e) = result {
-            return self.lost(&e, room, out, now);
+            if let Err(e) = result {
+                return self.lost(&e, room, out, now);
+            }
+        } else {
+            self.read_sub(room, out, now);
         }
         self.flush(room, out, now);
+    }
+
+    /// Reads the subscribed link while the inbox has room; what is left in
+    /// the socket is read once the inbox has room again.
+    fn read_sub(&mut self, room: &mut Room, out: &mut impl Outbox, now: Instant) {
+        self.sub_more = true;
+        while self.inbox_bytes < INBOX_MAX {
+            let Some(link) = self.sub.as_mut() else {
+                return;
+            };
+            let mut frames = Vec::new();
+            let result = link.read(SUB_READ, |f| frames.push(f));
+            for frame in frames {
+                if self.sub.is_none() {
+                    return;
+                }
+                self.message(frame, room, out, now);
+            }
+            match result {
+                Err(e) => return self.lost(&e, room, out, now),
+                Ok(false) => {
+                    self.sub_more = false;
+                    return;
+                }
+                Ok(true) => {}
+            }
+        }
+    }
+
+    /// True while ordered records wait to be applied (or to be read): the
+    /// loop must not sleep.
+    pub fn backlog(&self) -> bool {
+        !self.inbox.is_empty() || (self.sub_more && self.sub.is_some())
+    }
+
+    /// Applies waiting records in order while `more` says the turn's output
+    /// budget allows, then reads on if the link was left with bytes.
+    pub fn deliver<O: Outbox>(
+        &mut self,
+        room: &mut Room,
+        out: &mut O,
+        now: Instant,
+        mut more: impl FnMut(&O) -> bool,
+    ) {
+        while !self.inbox.is_empty() && more(out) {
+            match self.inbox.pop_front() {
+                Some(Due::Record(rec)) => {
+                    self.inbox_bytes -= rec.line.len();
+                    if rec.origin == self.node && rec.event == Event::Line {
+                        self.in_flight.retain(|&(tag, _, _)| tag != rec.tag);
+                    }
+                    room.apply(&rec, now, out);
+                }
+                Some(Due::Lost(n)) => room.lines_lost(n, out),
+                Some(Due::Settle) => self.settle_in_flight(room, out),
+                None => break,
+            }
+        }
+        if self.sub_more && self.inbox_bytes < INBOX_MAX {
+            self.read_sub(room, out, now);
+            self.flush(room, out, now);
+        }
     }
 
     /// A reply on the command link, for the oldest command still owed one.
@@ -778,30 +932,37 @@ impl Cluster {
         };
         if let OwnedFrame::Error(e) = &frame {
             let what_for = match &what {
-                Reply::Ignore(w) => w,
+                Reply::Ignore(w) | Reply::Must(w) => w,
                 Reply::Join { .. } => "a login",
                 Reply::Rename { .. } => "a rename",
+                Reply::Beat => "the heartbeat",
                 Reply::Resync => "the resync",
                 Reply::Names => "the names",
                 Reply::Range => "the history",
                 Reply::Farewell => "the farewell",
             };
             log::error!("cluster: Redis refused {what_for}: {e}");
-            if let Reply::Join { conn, tag } | Reply::Rename { conn, tag } = what {
-                room.claim_refused(conn, tag, now, out);
+            if !matches!(what, Reply::Ignore(_) | Reply::Farewell) {
+                let e = io::Error::other(format!("{what_for} refused"));
+                self.lost(&e, room, out, now);
             }
             return;
         }
         match what {
-            Reply::Ignore(_) | Reply::Farewell => {}
+            Reply::Ignore(_) | Reply::Must(_) | Reply::Farewell => {}
             Reply::Join { conn, tag } | Reply::Rename { conn, tag } => {
                 if int(&frame) == Some(0) {
                     room.claim_refused(conn, tag, now, out);
                 }
             }
             Reply::Resync => {
-                if let OwnedFrame::Array(conflicts) = &frame {
-                    for name in conflicts.iter().filter_map(bytes) {
+                if let OwnedFrame::Array(reply) = &frame {
+                    let fence = reply.first().and_then(int).unwrap_or(0);
+                    if fence > 0 {
+                        log::warn!("cluster: Redis lost its data; public lines wait {fence} ms so that every server's ids are in first");
+                        self.fence = Some(now + Duration::from_millis(fence as u64));
+                    }
+                    for name in reply.iter().skip(1).filter_map(bytes) {
                         let name = String::from_utf8_lossy(name);
                         log::warn!(
                             "cluster: {name} was taken on another server while the link was down"
@@ -812,6 +973,12 @@ impl Cluster {
                 self.synced = true;
                 self.maybe_up(room, out, now);
             }
+            Reply::Beat => {
+                if int(&frame) == Some(0) && self.synced {
+                    log::warn!("cluster: the other servers took this one out of the room (no heartbeat within --node-ttl); putting its users back");
+                    self.resync(room);
+                }
+            }
             Reply::Names => room.set_remote(users(&frame)),
             Reply::Range => {
                 let mut deliver = Vec::new();
@@ -819,13 +986,13 @@ impl Cluster {
                     .order
                     .fetched(stream_records(&frame), &mut |r| deliver.push(r));
                 for rec in deliver {
-                    self.deliver(rec, room, out, now);
+                    self.enqueue(rec);
                 }
                 if lost > 0 {
                     log::warn!("cluster: {lost} line(s) were no longer in Redis's history");
-                    room.lines_lost(lost, out);
+                    self.inbox.push_back(Due::Lost(lost));
                 }
-                self.settle_in_flight(room, out);
+                self.inbox.push_back(Due::Settle);
             }
         }
     }
@@ -842,6 +1009,10 @@ impl Cluster {
         if self.up || !self.synced || self.subscribed < 2 {
             return;
         }
+        if self.fence.is_some_and(|t| now < t) {
+            return;
+        }
+        self.fence = None;
         self.up = true;
         self.retry = None;
         if let Some(at) = self.lost_at.take() {
@@ -906,7 +1077,7 @@ impl Cluster {
                     self.fetch(after);
                 }
                 for rec in deliver {
-                    self.deliver(rec, room, out, now);
+                    self.enqueue(rec);
                 }
             }
         } else if let Some(nl) = payload.iter().position(|&b| b == b'\n') {
@@ -915,13 +1086,10 @@ impl Cluster {
         }
     }
 
-    /// One record, in order: the room applies it; a line of ours is no
-    /// longer in flight.
-    fn deliver(&mut self, rec: Record, room: &mut Room, out: &mut impl Outbox, now: Instant) {
-        if rec.origin == self.node && rec.event == Event::Line {
-            self.in_flight.retain(|&(tag, _, _)| tag != rec.tag);
-        }
-        room.apply(&rec, now, out);
+    /// One record, in order, for [`Cluster::deliver`].
+    fn enqueue(&mut self, rec: Record) {
+        self.inbox_bytes += rec.line.len();
+        self.inbox.push_back(Due::Record(rec));
     }
 
     /// After a catch-up: lines sent before the link was lost that the
@@ -965,6 +1133,8 @@ impl Cluster {
         self.replies.clear();
         self.subscribed = 0;
         self.synced = false;
+        self.fence = None;
+        self.sub_more = false;
         self.order.fetch_failed();
         self.retry = Some((now + delay, delay));
         if self.up {

@@ -1,6 +1,6 @@
-//! The text form of a [`Record`] in Redis: one line per record, the same in
-//! the stream (`XADD ... r BODY`) and on the room's channel (records of one
-//! script call joined by LF).
+//! The text form of a [`Record`] in Redis: one line per record on the room's
+//! channel (records of one script call joined by LF); in the stream the id
+//! is the entry's (`XADD ... 0-ID r BODY`) and the field holds the rest.
 //!
 //! `ID ORIGIN CONN TAG KIND A B LINE`, separated by single spaces: `KIND` is
 //! `L` (a line), `J` (A joined), `Q` (A left) or `N` (A is now B); `-`
@@ -23,6 +23,20 @@ pub fn body(origin: &str, conn: u64, tag: u64, event: &Event, line: &[u8]) -> Ve
     let mut out = format!("{origin} {conn} {tag} {kind} {a} {b} ").into_bytes();
     out.extend_from_slice(line.strip_suffix(b"\n").unwrap_or(line));
     out
+}
+
+/// Parses one stream entry: its entry id `0-ID` gives the record's id,
+/// its field the body (the stream keeps the id only once, as the entry's).
+pub fn from_stream(entry: &[u8], body: &[u8]) -> Option<Record> {
+    let id = entry.strip_prefix(b"0-")?;
+    if id.is_empty() || !id.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut text = Vec::with_capacity(id.len() + 1 + body.len());
+    text.extend_from_slice(id);
+    text.push(b' ');
+    text.extend_from_slice(body);
+    parse(&text)
 }
 
 /// Parses one record; `None` for anything malformed (logged by the caller,
@@ -94,6 +108,19 @@ mod tests {
         assert_eq!(r.event, Event::Rename("a1".into(), "b2".into()));
         let r = round(Event::Leave("zoë".into()), b"", 0);
         assert_eq!(r.event, Event::Leave("zoë".into()));
+    }
+
+    #[test]
+    fn stream_entries_take_their_id_from_the_entry() {
+        let b = body("n1", 7, 9, &Event::Line, b"alice: hi\n");
+        let r = from_stream(b"0-42", &b).expect("parses");
+        assert_eq!(
+            (r.id, r.origin.as_str(), &*r.line),
+            (42, "n1", &b"alice: hi\n"[..])
+        );
+        assert_eq!(from_stream(b"42", &b), None);
+        assert_eq!(from_stream(b"0-", &b), None);
+        assert_eq!(from_stream(b"0-4x", &b), None);
     }
 
     #[test]

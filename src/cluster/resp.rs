@@ -81,14 +81,26 @@ impl Link {
         Ok(())
     }
 
-    /// Reads until `WouldBlock` and hands out every complete frame. EOF and
-    /// protocol errors are errors: the caller drops the link.
-    pub fn read(&mut self, mut on: impl FnMut(OwnedFrame)) -> io::Result<()> {
+    /// Reads until `WouldBlock`, or until it read `limit` bytes in this
+    /// call, and hands out every complete frame; true if it stopped at the
+    /// limit (more may wait in the socket: the caller reads again later,
+    /// since the poll will not say so again). EOF and protocol errors are
+    /// errors: the caller drops the link.
+    pub fn read(&mut self, limit: usize, mut on: impl FnMut(OwnedFrame)) -> io::Result<bool> {
         let mut buf = [0u8; CHUNK];
+        let mut more = false;
+        let mut taken = 0;
         loop {
+            if taken >= limit {
+                more = true;
+                break;
+            }
             match self.stream.read(&mut buf) {
                 Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
-                Ok(n) => self.input.extend_from_slice(&buf[..n]),
+                Ok(n) => {
+                    taken += n;
+                    self.input.extend_from_slice(&buf[..n]);
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -109,7 +121,7 @@ impl Link {
         if self.input.len() > MAX_FRAME {
             return Err(io::Error::new(ErrorKind::InvalidData, "reply too large"));
         }
-        Ok(())
+        Ok(more)
     }
 }
 

@@ -7,7 +7,9 @@
 //! `P:log` (the stream of records, id `0-ID`), `P:names` (hash: folded
 //! name -> `NODE NAME`), `P:nodes` (set of servers), `P:node:NODE` (a
 //! server's heartbeat, with a TTL), `P:members:NODE` (set of a server's
-//! folded names). Channels: `P:room` (records), `P:to:NODE` (private
+//! folded names), `P:gone:NODE` (a server the others took out of the room
+//! because its heartbeat expired: if it was only slow, it finds out at its
+//! next heartbeat and puts its users back). Channels: `P:room` (records), `P:to:NODE` (private
 //! messages for that server). Every script takes `P` as `ARGV[1]`; the keys
 //! are built from it (one Redis, not Redis Cluster).
 //!
@@ -122,8 +124,13 @@ redis.call('PUBLISH', P .. ':room', order(ARGV[2], body .. ARGV[10]))
 return 1
 "#;
 
-/// The heartbeat. ARGV: P, node, ttl in ms.
+/// The heartbeat. ARGV: P, node, lifetime in ms. Returns 1, or 0 (and
+/// beats no more) if the others took this server out of the room meanwhile:
+/// it must resync to put its users back.
 pub const BEAT: &str = r#"
+if redis.call('EXISTS', P .. ':gone:' .. ARGV[2]) == 1 then
+  return 0
+end
 redis.call('SET', P .. ':node:' .. ARGV[2], '1', 'PX', ARGV[3])
 redis.call('SADD', P .. ':nodes', ARGV[2])
 return 1
@@ -133,7 +140,9 @@ return 1
 /// target. With a target (a server shutting down: itself), that server;
 /// otherwise every server whose heartbeat expired. Each user gets its
 /// "has disconnected" record; the script runs atomically, so a second
-/// server running it finds nothing left to do. Returns users removed.
+/// server running it finds nothing left to do. A server taken out because
+/// its heartbeat expired gets a tombstone (for a day), so that, if it was
+/// only slow, its next heartbeat tells it. Returns users removed.
 pub const REAP: &str = r#"
 local maxlen, limit, self, target = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local out = {}
@@ -154,6 +163,7 @@ else
   for _, n in ipairs(redis.call('SMEMBERS', P .. ':nodes')) do
     if n ~= self and redis.call('EXISTS', P .. ':node:' .. n) == 0 then
       reap(n)
+      redis.call('SET', P .. ':gone:' .. n, '1', 'EX', 86400)
     end
   end
 end
@@ -163,27 +173,41 @@ end
 return #out
 "#;
 
-/// After a (re)connection: the heartbeat, ids that never go back (a Redis
-/// that lost its data restarts the counter), and this server's names made
-/// to match its users. ARGV: P, maxlen, limit, node, ttl ms, last id, then
-/// name, folded pairs. Names this server held but no longer has are given
-/// up (told as disconnected); names it has but Redis lost are claimed again
-/// (told as joined, since the others may have been told they left); a name
-/// another server took meanwhile is returned as a conflict.
+/// After a (re)connection, or a heartbeat that found this server taken out:
+/// the heartbeat, ids that never go back (a Redis that lost its data
+/// restarts the counter), and this server's names made to match its users.
+/// ARGV: P, maxlen, limit, node, lifetime ms, last id, fence ms, then
+/// name, folded pairs. A counter behind this server's last id means Redis
+/// lost its data: the counter is lifted, and a fence is put up for `fence
+/// ms` (once), during which no server publishes, so every other server can
+/// reconnect and lift the counter to its own last id first: no id is ever
+/// given to two lines. Returns the fence's remaining ms (0: none), then
+/// the conflicts. Names this server held but no longer has are given up (told as
+/// disconnected); names it has but Redis does not are claimed again: told
+/// as joined if the others took this server out (they were told its users
+/// left), quietly if Redis lost them (a fresh Redis: nobody was told
+/// anything); a name another server took meanwhile is returned as a
+/// conflict.
 pub const RESYNC: &str = r#"
 local maxlen, limit, node = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local told = redis.call('DEL', P .. ':gone:' .. node) == 1
 redis.call('SET', P .. ':node:' .. node, '1', 'PX', ARGV[5])
 redis.call('SADD', P .. ':nodes', node)
 local last = tonumber(ARGV[6])
 if tonumber(redis.call('GET', P .. ':id') or '0') < last then
   redis.call('SET', P .. ':id', last)
+  redis.call('SET', P .. ':fence', '1', 'PX', ARGV[7], 'NX')
+end
+local fence = redis.call('PTTL', P .. ':fence')
+if fence < 0 then
+  fence = 0
 end
 local members = P .. ':members:' .. node
 local want = {}
-for i = 7, #ARGV - 1, 2 do
+for i = 8, #ARGV - 1, 2 do
   want[ARGV[i + 1]] = ARGV[i]
 end
-local out, conflicts = {}, {}
+local out, conflicts = {}, {fence}
 for _, f in ipairs(redis.call('SMEMBERS', members)) do
   if not want[f] then
     local v = redis.call('HGET', names, f)
@@ -193,14 +217,14 @@ for _, f in ipairs(redis.call('SMEMBERS', members)) do
     end
   end
 end
-for i = 7, #ARGV - 1, 2 do
+for i = 8, #ARGV - 1, 2 do
   local name, f = ARGV[i], ARGV[i + 1]
   local v = redis.call('HGET', names, f)
   if not v then
     redis.call('HSET', names, f, node .. ' ' .. name)
     redis.call('SADD', members, f)
     local body = node .. ' 0 0 J ' .. name .. ' - '
-    if announce(limit, redis.call('HLEN', names)) then
+    if told and announce(limit, redis.call('HLEN', names)) then
       out[#out + 1] = order(maxlen, body .. '[SERVER]: ' .. name .. ' joined the chat!')
     else
       out[#out + 1] = '0 ' .. body

@@ -435,14 +435,15 @@ impl Room {
         };
         if lost > 0 {
             let after = since.unwrap_or(0);
-            let s = if lost == 1 { " is" } else { "s are" };
+            let (s, are) = if lost == 1 { ("", "is") } else { ("s", "are") };
+            let keeps = match self.history.keep() {
+                0 => "this room keeps no history".to_owned(),
+                n => format!("this room keeps its last {n}"),
+            };
             self.notice_to(
                 id,
                 out,
-                format_args!(
-                    "{lost} line{s} after {after} no longer kept (this room keeps its last {}).",
-                    self.history.keep()
-                ),
+                format_args!("{lost} line{s} after {after} {are} no longer kept ({keeps})."),
             );
         }
         if from < self.history.len() {

@@ -11,6 +11,7 @@ use log::LevelFilter;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::tls::Certs;
 use super::{parse_exempt, Backend, Config, Listeners};
 use crate::store::Store;
 
@@ -26,6 +27,20 @@ pub struct Args {
     /// Port to listen on; 0 picks a free port (the log says which).
     #[arg(short, long, default_value_t = 53000)]
     port: u16,
+    /// PEM file with the certificate chain, leaf first (e.g. Let's
+    /// Encrypt's fullchain.pem). With --tls-key the server also listens for
+    /// TLS on --tls-port, and the web side is HTTPS/WSS. Re-read on SIGHUP.
+    #[arg(long, value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// PEM file with the certificate's private key (e.g. privkey.pem).
+    #[arg(long, value_name = "PEM")]
+    tls_key: Option<PathBuf>,
+    /// Port for the line protocol over TLS; 0 picks a free port.
+    #[arg(long, default_value_t = 53443)]
+    tls_port: u16,
+    /// Do not listen for plain TCP on --port (TLS only; needs --tls-cert).
+    #[arg(long)]
+    no_plain: bool,
     /// Seconds without a byte from a user before it is closed.
     #[arg(long, default_value = "120", value_parser = seconds)]
     idle_timeout: Duration,
@@ -140,7 +155,8 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Opens the history, binds, runs; any error is one line for the user.
+/// Reads the certificate and key, opens the history, binds, runs; any error
+/// is one line for the user.
 fn start(args: Args) -> Result<(), String> {
     ignore_file_size_signal();
     let config = Config {
@@ -157,6 +173,16 @@ fn start(args: Args) -> Result<(), String> {
         join_history: args.join_history.min(args.history),
         web_origins: args.web_origin,
         ..Default::default()
+    };
+    let certs = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Certs::load(cert, key)?),
+        (None, None) if args.no_plain => {
+            return Err(
+                "--no-plain needs --tls-cert and --tls-key (TLS is then the only way in)".into(),
+            )
+        }
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together: give both or neither".into()),
     };
     let backend = match (&args.history_db, &args.redis) {
         (Some(_), Some(_)) => {
@@ -181,13 +207,22 @@ fn start(args: Args) -> Result<(), String> {
         (None, None) => Backend::Memory,
     };
     let bind = |port: u16| bind(&args.host, port, args.reuse_port);
-    let chat = bind(args.port)?;
+    let chat = if args.no_plain {
+        None
+    } else {
+        Some(bind(args.port)?)
+    };
+    let tls = match certs {
+        Some(certs) => Some((bind(args.tls_port)?, certs)),
+        None => None,
+    };
     let web = if args.no_web {
         None
     } else {
         Some(bind(args.web_port)?)
     };
-    super::run(Listeners { chat, web }, config, backend).map_err(|e| format!("server failed: {e}"))
+    super::run(Listeners { chat, web, tls }, config, backend)
+        .map_err(|e| format!("server failed: {e}"))
 }
 
 /// Binds a listening socket; with `reuse_port`, SO_REUSEPORT first, so

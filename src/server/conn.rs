@@ -8,15 +8,22 @@
 //! encoded once per variant that has a receiver and stored once; a receiver
 //! only notes its range, and the flush hands the kernel its private bytes
 //! and its range in one `writev`.
+//!
+//! A connection that came in on a TLS port has a TLS session over its socket
+//! ([`super::tls`]): [`Connection::read`] and [`Connection::write_out`], the
+//! only two places that touch the socket's bytes, go through it; everything
+//! above them sees plaintext.
 
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::Instant;
 
 use mio::net::TcpStream;
+use rustls::ServerConnection;
 use slab::Slab;
 
 use super::places::{Place, Places};
+use super::tls;
 use crate::line::LineReader;
 use crate::room::{with_id, ConnId, Outbox};
 use crate::web::http::HeadReader;
@@ -44,11 +51,6 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// True for the kinds that talk to the room (TCP lines, WebSocket).
-    pub fn is_chat(&self) -> bool {
-        matches!(self, Kind::Lines(_) | Kind::Ws { .. })
-    }
-
     /// True for a WebSocket connection.
     pub fn is_ws(&self) -> bool {
         matches!(self, Kind::Ws { .. })
@@ -76,6 +78,9 @@ pub enum Transport {
 pub struct Connection {
     /// The socket.
     pub stream: TcpStream,
+    /// The TLS session over the socket, for a connection that came in on a
+    /// TLS port (boxed: a plain connection pays one pointer for it).
+    pub tls: Option<Box<ServerConnection>>,
     /// Peer address, for logs and `--max-per-ip`.
     pub peer: SocketAddr,
     /// Protocol and decoding state.
@@ -149,6 +154,7 @@ impl Connection {
         let variant = variant(kind.is_ws(), false);
         Connection {
             stream,
+            tls: None,
             peer,
             kind,
             transport: None,
@@ -202,27 +208,41 @@ impl Connection {
         }
     }
 
-    /// Reads from the socket into `buf`.
+    /// Reads from the socket (through its TLS session, if any) into `buf`.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.stream.read(buf)
+        match self.tls.as_deref_mut() {
+            None => self.stream.read(buf),
+            Some(tls) => tls::read(tls, &mut self.stream, buf),
+        }
+    }
+
+    /// Whether its TLS session has records to send.
+    fn tls_wants_write(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
     /// Writes its private bytes, then its range of `logs`, until done or
-    /// `WouldBlock`: one `writev` per call; what the kernel did not take
-    /// moves into `out` (the logs are emptied at the end of the turn).
+    /// `WouldBlock`: one `writev` per call (over TLS: one hand-over to the
+    /// session, then its records); what was not taken moves into `out` (the
+    /// logs are emptied at the end of the turn).
     pub fn write_out(&mut self, logs: &[Vec<u8>; VARIANTS]) -> io::Result<Flushed> {
-        while self.written < self.out.len() || self.log_from < self.log_to {
+        while self.written < self.out.len() || self.log_from < self.log_to || self.tls_wants_write()
+        {
             let own = &self.out[self.written..];
             let shared = &logs[self.variant][self.log_from..self.log_to];
-            let result = match (own.is_empty(), shared.is_empty()) {
-                (false, false) => self
+            let offered = own.len() + shared.len();
+            let result = match (self.tls.as_deref_mut(), own.is_empty(), shared.is_empty()) {
+                (Some(tls), _, _) => tls::write(tls, &mut self.stream, own, shared),
+                (None, false, false) => self
                     .stream
                     .write_vectored(&[IoSlice::new(own), IoSlice::new(shared)]),
-                (false, true) => self.stream.write(own),
-                _ => self.stream.write(shared),
+                (None, false, true) => self.stream.write(own),
+                (None, ..) => self.stream.write(shared),
             };
             match result {
-                Ok(0) => return Err(io::Error::new(ErrorKind::WriteZero, "write returned 0")),
+                Ok(0) if offered > 0 => {
+                    return Err(io::Error::new(ErrorKind::WriteZero, "write returned 0"))
+                }
                 Ok(n) => {
                     let from_own = n.min(own.len());
                     self.written += from_own;
@@ -237,7 +257,9 @@ impl Connection {
         if self.written == self.out.len() {
             self.out.clear();
             self.written = 0;
-            return Ok(Flushed::All);
+            if !self.tls_wants_write() {
+                return Ok(Flushed::All);
+            }
         }
         // Compact only once the written part outweighs the rest: each byte
         // is moved at most once on average.
@@ -248,9 +270,13 @@ impl Connection {
         Ok(Flushed::Partly(self.out.len() - self.written))
     }
 
-    /// Sends FIN (all said; the peer's FIN is awaited before closing).
+    /// Sends FIN (all said; the peer's FIN is awaited before closing), after
+    /// a TLS close_notify.
     pub fn shut_write(&mut self) {
         self.shut = true;
+        if let Some(tls) = self.tls.as_deref_mut() {
+            tls::close_notify(tls, &mut self.stream);
+        }
         let _ = self.stream.shutdown(Shutdown::Write);
     }
 }

@@ -3,7 +3,7 @@
 //! The loop only moves bytes. Each turn it reads the connections that have
 //! input (a fair queue, within a budget), feeds the lines it completes to
 //! the [`Room`]; the room's output is queued for its receivers (through
-//! [`conn::Wire`], the loop's [`Outbox`](crate::room::Outbox)); it writes
+//! `conn::Wire`, the loop's [`Outbox`](crate::room::Outbox)); it writes
 //! the turn's new public lines to the history database, if there is one;
 //! then every connection that got output is flushed once, so many lines
 //! leave in one `writev`. A broadcast is stored once per encoding, in the
@@ -24,11 +24,13 @@
 //! stalls keeps falling behind and is dropped. So a burst from many senders
 //! is read over several turns, and a reader who keeps up is never dropped.
 //!
-//! - [`conn`]: a connection, its kinds (TCP lines, HTTP, WebSocket), its
-//!   output, and the [`conn::Wire`] outbox.
+//! - `conn`: a connection, its kinds (TCP lines, HTTP, WebSocket), its
+//!   output, and the `conn::Wire` outbox.
 //! - `read`: the turn's reading, per kind of connection.
 //! - `web`: HTTP answers, WebSocket frames, `/metrics`.
 //! - `places`: `--max-clients` and `--max-per-ip`.
+//! - [`tls`]: the certificate and key, and TLS sessions under the
+//!   transports (a TLS port for lines; HTTPS and WSS on the web port).
 //! - `cluster`: the Redis links of a cluster in the same poll.
 
 pub mod cli;
@@ -36,6 +38,7 @@ mod cluster;
 mod conn;
 mod places;
 mod read;
+pub mod tls;
 mod web;
 
 use std::collections::VecDeque;
@@ -130,10 +133,25 @@ pub enum Backend {
 /// The sockets the server listens on, bound by the caller (port 0 in tests).
 #[derive(Debug)]
 pub struct Listeners {
-    /// The line protocol (`--port`).
-    pub chat: std::net::TcpListener,
-    /// HTTP and WebSocket (`--web-port`); `None` with `--no-web`.
+    /// The line protocol (`--port`); `None` with `--no-plain`.
+    pub chat: Option<std::net::TcpListener>,
+    /// HTTP and WebSocket (`--web-port`); `None` with `--no-web`. HTTPS and
+    /// WSS when `tls` is given.
     pub web: Option<std::net::TcpListener>,
+    /// The line protocol over TLS (`--tls-port`) and the certificate for it
+    /// and the web side; `None` without `--tls-cert`.
+    pub tls: Option<(std::net::TcpListener, tls::Certs)>,
+}
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Door {
+    /// The line protocol, plain (`--port`).
+    Chat,
+    /// The line protocol over TLS (`--tls-port`).
+    TlsChat,
+    /// The web side (HTTPS when the server has a certificate).
+    Web,
 }
 
 /// Token of the line-protocol listener.
@@ -142,6 +160,8 @@ const LISTENER: Token = Token(usize::MAX);
 const SIGNALS: Token = Token(usize::MAX - 1);
 /// Token of the web listener.
 const WEB_LISTENER: Token = Token(usize::MAX - 2);
+/// Token of the TLS line-protocol listener.
+const TLS_LISTENER: Token = Token(usize::MAX - 5);
 
 /// Bytes read per `read` call into the loop's one scratch buffer.
 const READ_CHUNK: usize = 16 * 1024;
@@ -157,11 +177,8 @@ const TURN_BUDGET_MAX: usize = 64 * 1024;
 const BEHIND_PAUSE: Duration = Duration::from_millis(5);
 /// How long accepting pauses after an error such as EMFILE.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-/// A write buffer with more capacity than this is given back by the sweep
-/// when empty. Small: a login's history replay (about 1 KiB) would
-/// otherwise stay with every idle connection (an idle user's buffer only
-/// ever holds a notice or a pong; a busy one reallocates once a sweep).
-const KEEP_OUT_CAPACITY: usize = 512;
+/// Freed buffers add up to this much before the heap is trimmed.
+const TRIM_AFTER: usize = 1 << 20;
 /// A line reader's buffer with more capacity than this is given back by
 /// the sweep when empty: every WebSocket message passes through it (its end
 /// is an LF fed after it), so it would otherwise keep the longest message
@@ -194,13 +211,46 @@ struct Stats {
     per_ip: u64,
 }
 
+/// How often a history database that keeps failing is mentioned again in
+/// the log, after the first failure was logged.
+const DISK_REMINDER: Duration = Duration::from_secs(60);
+
 /// The history database and the loop's view of its health.
 struct Disk {
     /// The open store.
     store: Store,
-    /// Writes have been failing since this many turns (logged once, then
-    /// once per sweep), 0 while all is well.
+    /// Writes that failed in a row, 0 while all is well.
     failing: u64,
+    /// When the failure was last logged: the first failed write of a run is
+    /// logged at once, then a reminder at most every [`DISK_REMINDER`], so
+    /// a full disk is loud in the log without a line per turn or per sweep.
+    reported: Option<Instant>,
+}
+
+impl Disk {
+    /// Counts a failed write and logs it if it is the first of a run or a
+    /// reminder is due.
+    fn failed(&mut self, e: &crate::store::WriteError, now: Instant) {
+        self.failing += 1;
+        if self.reported.is_some_and(|t| now < t + DISK_REMINDER) {
+            return;
+        }
+        self.reported = Some(now);
+        if self.failing == 1 {
+            log::error!("{e}; serving from memory, will retry");
+        } else {
+            log::error!(
+                "{e}; {} writes failed in a row, serving from memory",
+                self.failing
+            );
+        }
+    }
+
+    /// A write succeeded (or there was nothing to write).
+    fn ok(&mut self) {
+        self.failing = 0;
+        self.reported = None;
+    }
 }
 
 /// The chat server: the poll loop and everything it owns.
@@ -209,14 +259,23 @@ pub struct Server {
     config: Config,
     /// The one poll instance.
     poll: Poll,
-    /// The line-protocol listener; `None` once shutting down.
+    /// The line-protocol listener; `None` with `--no-plain` or once
+    /// shutting down.
     listener: Option<TcpListener>,
     /// The web listener; `None` with `--no-web` or once shutting down.
     web_listener: Option<TcpListener>,
+    /// The TLS line-protocol listener; `None` without a certificate or once
+    /// shutting down.
+    tls_listener: Option<TcpListener>,
     /// Address the line-protocol listener is bound to.
-    addr: SocketAddr,
+    addr: Option<SocketAddr>,
     /// Address the web listener is bound to.
     web_addr: Option<SocketAddr>,
+    /// Address the TLS line-protocol listener is bound to.
+    tls_addr: Option<SocketAddr>,
+    /// The certificate and key (re-read on SIGHUP); with them the TLS port
+    /// and the web side speak TLS.
+    certs: Option<tls::Certs>,
     /// Every open connection, keyed by its token.
     conns: Slab<Connection>,
     /// The room's rules and sessions.
@@ -282,19 +341,17 @@ impl Server {
     /// Sets up the loop around `listeners`; `store` with the lines it loaded.
     pub fn new(listeners: Listeners, config: Config, backend: Backend) -> io::Result<Server> {
         let poll = Poll::new()?;
-        let (listener, addr) = listen(&poll, listeners.chat, LISTENER)?;
-        let (web_listener, web_addr) = match listeners.web {
-            Some(l) => {
-                let (l, a) = listen(&poll, l, WEB_LISTENER)?;
-                (Some(l), Some(a))
-            }
-            None => (None, None),
-        };
+        let (listener, addr) = listen_opt(&poll, listeners.chat, LISTENER)?;
+        let (web_listener, web_addr) = listen_opt(&poll, listeners.web, WEB_LISTENER)?;
+        let (tls_listener, certs) = listeners.tls.unzip();
+        let (tls_listener, tls_addr) = listen_opt(&poll, tls_listener, TLS_LISTENER)?;
         let signals = if config.handle_signals {
-            let mut s = signal_hook_mio::v1_0::Signals::new([
-                signal_hook::consts::SIGINT,
-                signal_hook::consts::SIGTERM,
-            ])?;
+            let mut wanted = vec![signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM];
+            if certs.is_some() {
+                // Re-read the certificate (renewal without a restart).
+                wanted.push(signal_hook::consts::SIGHUP);
+            }
+            let mut s = signal_hook_mio::v1_0::Signals::new(wanted)?;
             poll.registry()
                 .register(&mut s, SIGNALS, Interest::READABLE)?;
             Some(s)
@@ -333,6 +390,7 @@ impl Server {
                 let disk = Disk {
                     store: *store,
                     failing: 0,
+                    reported: None,
                 };
                 (Room::with_history(room_config, history), Some(disk), None)
             }
@@ -354,10 +412,13 @@ impl Server {
         );
         Ok(Server {
             poll,
-            listener: Some(listener),
+            listener,
             web_listener,
+            tls_listener,
             addr,
             web_addr,
+            tls_addr,
+            certs,
             conns: Slab::with_capacity(1024),
             room,
             places,
@@ -386,9 +447,14 @@ impl Server {
         })
     }
 
-    /// The address the line-protocol listener is bound to.
-    pub fn local_addr(&self) -> SocketAddr {
+    /// The address the line-protocol listener is bound to, if any.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.addr
+    }
+
+    /// The address the TLS line-protocol listener is bound to, if any.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// The address the web listener is bound to, if any.
@@ -398,12 +464,26 @@ impl Server {
 
     /// Runs the loop until shutdown has finished.
     pub fn run(mut self) -> io::Result<()> {
-        log::info!("listening on {}", self.addr);
-        let port = self.addr.port();
-        log::info!("join with: chat-client localhost {port}   (or: nc localhost {port})");
-        if let Some(web) = self.web_addr {
+        if let Some(addr) = self.addr {
+            log::info!("listening on {addr}");
+            let port = addr.port();
+            log::info!("join with: chat-client localhost {port}   (or: nc localhost {port})");
+        }
+        if let Some(addr) = self.tls_addr {
+            log::info!("listening for TLS on {addr}");
+            let port = addr.port();
             log::info!(
-                "web on {web}: open http://localhost:{}/ in a browser",
+                "join with: chat-client --tls HOST {port}   (HOST: a name the certificate is for)"
+            );
+        }
+        if let Some(web) = self.web_addr {
+            let scheme = if self.certs.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            log::info!(
+                "web on {web}: open {scheme}://localhost:{}/ in a browser",
                 web.port()
             );
         }
@@ -418,13 +498,14 @@ impl Server {
                 return Err(e);
             }
             let now = Instant::now();
-            let mut accept_ready = [false; 2];
+            let mut accept_ready = [false; 3];
             for event in events.iter() {
                 match event.token() {
                     // Accepted after the reads below, so a connection whose EOF
                     // arrived in the same batch no longer counts as open.
                     LISTENER => accept_ready[0] = true,
                     WEB_LISTENER => accept_ready[1] = true,
+                    TLS_LISTENER => accept_ready[2] = true,
                     SIGNALS => self.check_signals(now),
                     cluster::REDIS_CMD => self.redis_ready(true, now),
                     cluster::REDIS_SUB => self.redis_ready(false, now),
@@ -440,16 +521,15 @@ impl Server {
                 }
             }
             self.read_turn(now);
-            if accept_ready[0] {
-                self.accept(now, false);
-            }
-            if accept_ready[1] {
-                self.accept(now, true);
+            let doors = [Door::Chat, Door::Web, Door::TlsChat];
+            for (door, _) in doors.into_iter().zip(accept_ready).filter(|(_, r)| *r) {
+                self.accept(now, door);
             }
             if self.accept_paused.is_some_and(|t| now >= t) {
                 self.accept_paused = None;
-                self.accept(now, false);
-                self.accept(now, true);
+                for door in doors {
+                    self.accept(now, door);
+                }
             }
             if now >= self.next_sweep {
                 self.sweep(now);
@@ -476,7 +556,7 @@ impl Server {
 
     fn poll_timeout(&self, now: Instant) -> Duration {
         let mut next = self.next_sweep;
-        if !self.ready.is_empty() {
+        if !self.ready.is_empty() || self.redis_backlog() {
             match self.paused_at {
                 Some(t) => next = next.min(t + BEHIND_PAUSE),
                 None => return Duration::ZERO,
@@ -521,10 +601,10 @@ impl Server {
         }
     }
 
-    /// Accepts until `WouldBlock` on the chat or the `web` listener; an
-    /// error that is not about one connection pauses accepting for a moment
-    /// instead of spinning.
-    fn accept(&mut self, now: Instant, web: bool) {
+    /// Accepts until `WouldBlock` on the listener of `door`; an error that
+    /// is not about one connection pauses accepting for a moment instead of
+    /// spinning.
+    fn accept(&mut self, now: Instant, door: Door) {
         if self.accept_paused.is_some() {
             return;
         }
@@ -532,10 +612,10 @@ impl Server {
         // before the newcomers are counted.
         self.close_doomed(now);
         loop {
-            let listener = if web {
-                self.web_listener.as_ref()
-            } else {
-                self.listener.as_ref()
+            let listener = match door {
+                Door::Chat => self.listener.as_ref(),
+                Door::TlsChat => self.tls_listener.as_ref(),
+                Door::Web => self.web_listener.as_ref(),
             };
             let Some(listener) = listener else {
                 return;
@@ -549,7 +629,7 @@ impl Server {
                         );
                         self.accept_errors = 0;
                     }
-                    self.admit(stream, peer, now, web);
+                    self.admit(stream, peer, now, door);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -577,8 +657,11 @@ impl Server {
     }
 
     /// Gives an accepted connection its place (or refuses it), registers it
-    /// and greets it (TCP) or waits for its request (web).
-    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant, web: bool) {
+    /// and greets it (TCP), or waits for its request (web) or the end of its
+    /// TLS handshake.
+    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant, door: Door) {
+        let web = door == Door::Web;
+        let tls = self.certs.is_some() && door != Door::Chat;
         let place = match self.places.take(peer.ip()) {
             Ok(p) => p,
             Err(why) => {
@@ -600,7 +683,11 @@ impl Server {
                     (true, Refused::Full) => crate::web::http::full(),
                     (true, Refused::PerIp) => crate::web::http::too_many(),
                 };
-                let _ = stream.write(&answer);
+                // Over TLS the answer would need a handshake, which costs
+                // what the limit is there to keep: the peer is just closed.
+                if !tls {
+                    let _ = stream.write(&answer);
+                }
                 let _ = stream.shutdown(Shutdown::Write);
                 return;
             }
@@ -608,6 +695,15 @@ impl Server {
         if let Err(e) = stream.set_nodelay(true) {
             log::debug!("{peer}: set_nodelay: {e}");
         }
+        let session = self.certs.as_ref().filter(|_| tls).map(|c| c.session());
+        let session = match session.transpose() {
+            Ok(s) => s.map(Box::new),
+            Err(e) => {
+                log::error!("{peer}: cannot start a TLS session: {e}");
+                self.places.give_back(place);
+                return;
+            }
+        };
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if let Err(e) = self
@@ -625,12 +721,15 @@ impl Server {
             Kind::Lines(LineReader::new(self.config.max_line))
         };
         let mut conn = Connection::new(stream, peer, kind, place, now);
-        if !web {
+        let plain_chat = !web && !tls;
+        if plain_chat {
             conn.transport = Some(conn::Transport::Tcp);
         }
+        conn.tls = session;
         entry.insert(conn);
-        if web {
-            log::debug!("conn {key} (web) connected from {peer}");
+        if !plain_chat {
+            // Web: waits for its request; TLS: for its handshake (`tls`).
+            log::debug!("conn {key} ({door:?}) connected from {peer}");
             return;
         }
         self.stats.tcp += 1;
@@ -737,7 +836,7 @@ impl Server {
                 self.close_doomed(now);
                 continue;
             }
-            self.save_history();
+            self.save_history(now);
             if self.dirty.is_empty() {
                 // Every range of the logs has been written or copied out.
                 for log in &mut self.logs {
@@ -760,9 +859,9 @@ impl Server {
     }
 
     /// Hands the lines recorded since the last call to the store, in one
-    /// transaction. A failure is logged loudly (once, then once per sweep);
-    /// the store keeps the lines and writes them once it can again.
-    fn save_history(&mut self) {
+    /// transaction. A failure is logged loudly (once, then a reminder a
+    /// minute); the store keeps the lines and writes them once it can again.
+    fn save_history(&mut self, now: Instant) {
         let Some(disk) = self.disk.as_mut() else {
             return;
         };
@@ -776,13 +875,8 @@ impl Server {
             (*id, text.strip_suffix('\n').unwrap_or(text))
         });
         match disk.store.append(lines) {
-            Ok(()) => disk.failing = 0,
-            Err(e) => {
-                if disk.failing == 0 {
-                    log::error!("{e}; serving from memory, will retry");
-                }
-                disk.failing += 1;
-            }
+            Ok(()) => disk.ok(),
+            Err(e) => disk.failed(&e, now),
         }
         self.room.history_mut().return_journal(journal);
     }
@@ -848,9 +942,16 @@ impl Server {
             } else if now.duration_since(c.accepted) >= login {
                 expired.push((key, false));
             }
-            if c.pending() == 0 && c.out.capacity() > KEEP_OUT_CAPACITY {
+            // An empty write buffer is given back whatever its size: the
+            // history a newcomer got, a /who answer, a burst all leave one
+            // behind, and an idle connection should hold none. A busy one
+            // allocates again at most once a sweep.
+            if c.pending() == 0 && c.out.capacity() > 0 {
                 freed += c.out.capacity();
                 c.out = Vec::new();
+            }
+            if c.unread.is_empty() && c.unread.capacity() > 0 {
+                c.unread = Vec::new();
             }
             if let Some(lines) = c.kind.lines_mut() {
                 freed += lines.shrink(KEEP_LINE_CAPACITY);
@@ -869,41 +970,50 @@ impl Server {
                 let (room, mut wire) = self.wire(now);
                 room.timed_out(key, &mut wire);
             } else {
-                // A web connection whose request never came whole.
+                // A web connection whose request never came whole, or a TLS
+                // handshake that never finished.
                 self.stats.login_timeout += 1;
-                self.doom(key, Gone::Disconnected, "no request within --login-timeout");
+                self.doom(
+                    key,
+                    Gone::Disconnected,
+                    "no request or handshake within --login-timeout",
+                );
             }
         }
         expired.clear();
         self.expired = expired;
-        self.retry_history();
-        if freed >= 1 << 20 {
+        self.retry_history(now);
+        if freed >= TRIM_AFTER {
             trim_heap();
         }
     }
 
     /// Writes the store's backlog after failed writes, so a disk that has
     /// room again gets the lines even when nobody talks.
-    fn retry_history(&mut self) {
+    fn retry_history(&mut self, now: Instant) {
         let Some(disk) = self.disk.as_mut() else {
             return;
         };
-        if let Err(e) = disk.store.retry() {
-            if disk.failing > 0 {
-                log::error!("{e}; {} turn(s) failing, serving from memory", disk.failing);
-            }
-            disk.failing += 1;
-        } else {
-            disk.failing = 0;
+        match disk.store.retry() {
+            Ok(()) => disk.ok(),
+            Err(e) => disk.failed(&e, now),
         }
     }
 
     fn check_signals(&mut self, now: Instant) {
         let mut got = None;
+        let mut hup = false;
         if let Some(signals) = self.signals.as_mut() {
             for sig in signals.pending() {
-                got = Some(sig);
+                if sig == signal_hook::consts::SIGHUP {
+                    hup = true;
+                } else {
+                    got = Some(sig);
+                }
             }
+        }
+        if hup {
+            self.reload_certs();
         }
         if let Some(sig) = got {
             self.begin_shutdown(
@@ -927,10 +1037,12 @@ impl Server {
             "{why}: shutting down, {} connection(s) open",
             self.conns.len()
         );
-        for mut l in [self.listener.take(), self.web_listener.take()]
-            .into_iter()
-            .flatten()
-        {
+        let listeners = [
+            self.listener.take(),
+            self.web_listener.take(),
+            self.tls_listener.take(),
+        ];
+        for mut l in listeners.into_iter().flatten() {
             let _ = self.poll.registry().deregister(&mut l);
         }
         self.shutdown_by = Some(now + self.config.drain_timeout);
@@ -940,16 +1052,35 @@ impl Server {
         let (room, mut wire) = self.wire(now);
         room.shutdown(&mut wire);
         // Connections without a session (already hanging up, or plain HTTP)
-        // keep their deadline; the web ones that are still reading are cut.
-        let idle_web: Vec<usize> = self
+        // keep their deadline; the web ones that are still reading and the
+        // TLS ones still in their handshake are cut.
+        let idle: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| matches!(c.kind, Kind::Http(_)))
+            .filter(|(_, c)| {
+                matches!(c.kind, Kind::Http(_)) || (c.tls.is_some() && c.transport.is_none())
+            })
             .map(|(k, _)| k)
             .collect();
-        for key in idle_web {
-            self.doom(key, Gone::Shutdown, "shutdown while reading a request");
+        for key in idle {
+            self.doom(
+                key,
+                Gone::Shutdown,
+                "shutdown before a request or handshake",
+            );
         }
+    }
+}
+
+/// [`listen`] for a listener that may be absent.
+fn listen_opt(
+    poll: &Poll,
+    listener: Option<std::net::TcpListener>,
+    token: Token,
+) -> io::Result<(Option<TcpListener>, Option<SocketAddr>)> {
+    match listener {
+        Some(l) => listen(poll, l, token).map(|(l, a)| (Some(l), Some(a))),
+        None => Ok((None, None)),
     }
 }
 

@@ -107,6 +107,8 @@ impl Server {
             }
             let mut scratch = std::mem::take(&mut self.scratch);
             let result = conn.read(&mut scratch);
+            // A handshake may have moved on: send its answer, greet.
+            self.tls_progress(key, now);
             let turn = match result {
                 Ok(0) => {
                     self.eof(key, now);
@@ -142,7 +144,8 @@ impl Server {
         }
         conn.peer_eof = true;
         let peer = conn.peer;
-        let chat = conn.kind.is_chat();
+        // A chat connection (not a web request, not a TLS handshake).
+        let chat = conn.transport.is_some();
         let (room, mut wire) = self.wire(now);
         match room.disconnect(key, Gone::Disconnected, &mut wire) {
             Some(name) => log::info!("conn {key} ({name}) from {peer}: disconnected"),

@@ -74,12 +74,63 @@ pub enum Viewport {
 pub struct Chromium {
     /// The DevTools connection (owns the process).
     browser: Browser,
+    /// The HOME it was given (its trusted CAs), removed after it.
+    _home: Option<tempfile::TempDir>,
 }
+
+/// Where NSS's `certutil` is (Debian's `libnss3-tools`).
+pub const CERTUTIL: &str = "/usr/bin/certutil";
 
 impl Chromium {
     /// Starts Debian's Chromium. Fails the test, in one line naming the
     /// package, when it is not installed; never downloads a browser.
     pub fn launch() -> Chromium {
+        Self::start(None)
+    }
+
+    /// Starts Chromium trusting the CA certificate in the PEM file `ca`, the
+    /// way a user trusts a CA on Linux: a fresh HOME whose NSS database
+    /// (`~/.pki/nssdb`, where Chromium keeps locally trusted CAs) holds it,
+    /// added with NSS's `certutil`. Certificate errors are not ignored
+    /// (headless_chrome ignores them unless told), so an HTTPS page loads
+    /// only if its certificate checks out against that CA and the host name.
+    pub fn launch_trusting(ca: &Path) -> Chromium {
+        assert!(
+            Path::new(CERTUTIL).exists(),
+            "{CERTUTIL} not found: install it with `apt-get install libnss3-tools` (or run scripts/test.sh)"
+        );
+        let home = tempfile::tempdir().expect("a temporary HOME");
+        let db = home.path().join(".pki/nssdb");
+        std::fs::create_dir_all(&db).expect("create ~/.pki/nssdb");
+        let db = format!("sql:{}", db.display());
+        let certutil = |args: &[&str]| {
+            let out = std::process::Command::new(CERTUTIL)
+                .args(args)
+                .output()
+                .expect("run certutil");
+            assert!(
+                out.status.success(),
+                "certutil {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        certutil(&["-N", "-d", &db, "--empty-password"]);
+        let ca = ca.to_str().expect("UTF-8 path");
+        certutil(&[
+            "-A",
+            "-d",
+            &db,
+            "-n",
+            "chatroom test CA",
+            "-t",
+            "C,,",
+            "-i",
+            ca,
+        ]);
+        Self::start(Some(home))
+    }
+
+    fn start(home: Option<tempfile::TempDir>) -> Chromium {
         let path = std::env::var_os("CHROMIUM")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(CHROMIUM));
@@ -96,14 +147,28 @@ impl Chromium {
             .window_size(Some((1280, 800)))
             .args(FLAGS.iter().map(OsStr::new).collect())
             .idle_browser_timeout(Duration::from_secs(300))
+            .ignore_certificate_errors(home.is_none())
+            .process_envs(home.as_ref().map(|h| {
+                std::iter::once(("HOME".to_owned(), h.path().display().to_string())).collect()
+            }))
             .build()
             .expect("launch options");
         let browser = Browser::new(options).expect("start Chromium");
-        Chromium { browser }
+        Chromium {
+            browser,
+            _home: home,
+        }
     }
 
     /// A new tab of the given size showing `url`, loaded.
     pub fn open(&self, url: &str, viewport: Viewport) -> Page {
+        self.try_open(url, viewport)
+            .unwrap_or_else(|e| panic!("load {url}: {e}"))
+    }
+
+    /// Like [`Chromium::open`], or the browser's reason for not loading
+    /// `url` (e.g. `net::ERR_CERT_AUTHORITY_INVALID`).
+    pub fn try_open(&self, url: &str, viewport: Viewport) -> Result<Page, String> {
         let tab = self.browser.new_tab().expect("new tab");
         tab.set_default_timeout(WAIT);
         let page = Page { tab };
@@ -111,8 +176,8 @@ impl Chromium {
         page.tab
             .navigate_to(url)
             .and_then(|t| t.wait_until_navigated())
-            .unwrap_or_else(|e| panic!("load {url}: {e}"));
-        page
+            .map_err(|e| e.to_string())?;
+        Ok(page)
     }
 }
 

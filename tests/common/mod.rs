@@ -18,8 +18,12 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct Server {
     /// The process.
     pub child: Child,
-    /// The address it bound for the line protocol.
+    /// The address it bound for the line protocol (with `--no-plain`,
+    /// `127.0.0.1:0`, where nothing can connect).
     pub addr: SocketAddr,
+    /// The address it bound for the line protocol over TLS (with
+    /// `--tls-cert`, on `--tls-port 0` unless ARGS names a port).
+    pub tls_addr: Option<SocketAddr>,
     /// The address it bound for HTTP and WebSocket (`--web-port 0`).
     pub web_addr: Option<SocketAddr>,
     /// Everything it logged so far.
@@ -28,8 +32,9 @@ pub struct Server {
 
 impl Server {
     /// Starts `chat-server --host 127.0.0.1 --port 0 --web-port 0 ARGS...`
-    /// and waits for its "listening on" log line (and its web line, unless
-    /// ARGS has `--no-web`).
+    /// and waits for its "listening on" log line (unless ARGS has
+    /// `--no-plain`), its TLS line (if ARGS has `--tls-cert`) and its web
+    /// line (unless ARGS has `--no-web`).
     pub fn start(args: &[&str]) -> Server {
         Self::start_with(Command::new(env!("CARGO_BIN_EXE_chat-server")), args)
     }
@@ -49,9 +54,17 @@ impl Server {
     fn spawn(mut cmd: Command, port: u16, args: &[&str]) -> Server {
         let web = !args.contains(&"--no-web");
         let web_port_given = args.contains(&"--web-port");
+        let plain = !args.contains(&"--no-plain");
+        let tls = args.contains(&"--tls-cert");
+        let tls_port = tls && !args.contains(&"--tls-port");
         cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(if web && !web_port_given {
                 &["--web-port", "0"][..]
+            } else {
+                &[]
+            })
+            .args(if tls_port {
+                &["--tls-port", "0"][..]
             } else {
                 &[]
             })
@@ -66,33 +79,39 @@ impl Server {
         let sink = log.clone();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
-            let mut chat = None;
+            let (mut chat, mut tls_addr, mut web_addr) = (None, None, None);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(i) = line.find("listening on ") {
-                    chat = Some(line[i + 13..].trim().to_owned());
-                    if !web {
-                        if let Some(tx) = tx.take() {
-                            let _ = tx.send((chat.clone().unwrap(), None));
-                        }
+                let after = |marker: &str| {
+                    let i = line.find(marker)? + marker.len();
+                    let rest = &line[i..];
+                    let addr = rest.split_once(": ").map_or(rest, |(a, _)| a);
+                    Some(addr.trim().to_owned())
+                };
+                chat = chat.or_else(|| after("listening on "));
+                tls_addr = tls_addr.or_else(|| after("listening for TLS on "));
+                web_addr = web_addr.or_else(|| after("web on "));
+                {
+                    let mut l = sink.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+                let all = chat.is_some() == plain
+                    && tls_addr.is_some() == tls
+                    && web_addr.is_some() == web;
+                if all {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send((chat.clone(), tls_addr.clone(), web_addr.clone()));
                     }
                 }
-                if let Some(i) = line.find("web on ") {
-                    let rest = &line[i + 7..];
-                    let addr = rest.split_once(": ").map(|(a, _)| a);
-                    if let (Some(tx), Some(chat), Some(addr)) = (tx.take(), chat.clone(), addr) {
-                        let _ = tx.send((chat, Some(addr.trim().to_owned())));
-                    }
-                }
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
             }
         });
-        let (addr, web_addr) = match rx.recv_timeout(WAIT) {
-            Ok((a, w)) => (
-                a.parse().expect("bound address"),
-                w.map(|w| w.parse().expect("bound web address")),
+        let parse = |a: String| a.parse::<SocketAddr>().expect("bound address");
+        let (addr, tls_addr, web_addr) = match rx.recv_timeout(WAIT) {
+            Ok((a, t, w)) => (
+                a.map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)), parse),
+                t.map(parse),
+                w.map(parse),
             ),
             Err(_) => {
                 let _ = child.kill();
@@ -102,6 +121,7 @@ impl Server {
         Server {
             child,
             addr,
+            tls_addr,
             web_addr,
             log,
         }
