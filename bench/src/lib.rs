@@ -379,7 +379,12 @@ impl ServerProc {
             args.extend(["--web-port".to_string(), p.to_string()]);
             web_port = Some(p);
         }
-        if web_port.is_none() && !extra.iter().any(|a| a == "--no-web") {
+        // A server from before the web page (a `-b REV` "before" run) has no
+        // web listener and does not know the flag.
+        if web_port.is_none()
+            && !extra.iter().any(|a| a == "--no-web")
+            && knows_flag(path, "--no-web")
+        {
             args.push("--no-web".into());
         }
         for (flag, value) in [
@@ -493,4 +498,13 @@ impl Drop for ServerProc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether the chat-server at `path` lists `flag` in its `--help`.
+fn knows_flag(path: &Path, flag: &str) -> bool {
+    std::process::Command::new(path)
+        .arg("--help")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(flag))
+        .unwrap_or(false)
 }

@@ -118,6 +118,13 @@ pub struct Connection {
     pub writable: bool,
     /// Already in the loop's list of connections to flush.
     pub dirty: bool,
+    /// Got output meant for it alone (a private line, a reply, its own
+    /// history, a hang-up) since its last flush: flushed this turn, never
+    /// held for the next round (see `Server::settle`).
+    pub urgent: bool,
+    /// In the loop's list of connections whose room output waits for the
+    /// next round (copied into `out`).
+    pub held: bool,
     /// Already in the loop's list of connections to drop.
     pub doomed: bool,
     /// Hung up: flush, send FIN, wait for the peer's FIN until this instant.
@@ -171,6 +178,8 @@ impl Connection {
             accepted: now,
             writable: false,
             dirty: false,
+            urgent: false,
+            held: false,
             doomed: false,
             closing: None,
             shut: false,
@@ -346,6 +355,7 @@ impl Wire<'_> {
         }
         c.take_log(self.logs);
         c.out.extend_from_slice(bytes);
+        c.urgent = true;
         mark_dirty(c, to, self.dirty);
     }
 }
@@ -367,6 +377,7 @@ impl Outbox for Wire<'_> {
         } else {
             c.out.extend_from_slice(line);
         }
+        c.urgent = true;
         mark_dirty(c, to, self.dirty);
     }
 
@@ -387,6 +398,7 @@ impl Outbox for Wire<'_> {
             self.tally.deliveries += 1;
             c.take_log(self.logs);
             encode(c.variant, id, line, &mut c.out, self.scratch);
+            c.urgent = true;
             mark_dirty(c, *one, self.dirty);
             return;
         }
@@ -433,6 +445,7 @@ impl Outbox for Wire<'_> {
             }
             c.closing.get_or_insert(self.close_by);
             c.leave(self.places);
+            c.urgent = true;
             mark_dirty(c, id, self.dirty);
         }
     }

@@ -13,6 +13,13 @@
 //! output the kernel did not take. A periodic sweep closes silent
 //! connections and gives back buffers that bursts left large.
 //!
+//! **Rounds in big rooms.** A write costs a syscall per connection however
+//! little it carries, so after a flush of thousands of connections the room's
+//! output for members is held for as long as that flush took and then
+//! written in one round (output meant for one connection never waits; see
+//! `Server::settle`): a mass reconnect or a busy room of thousands pays one
+//! write per member for many lines instead of one per line.
+//!
 //! **Budgets, not drops.** Memory is bounded by what the loop *reads* per
 //! turn: readable connections wait in a fair queue, each turn reads at most
 //! [`PER_CONN_READS`] chunks from each and stops feeding lines once the
@@ -186,6 +193,13 @@ const TRIM_AFTER: usize = 1 << 20;
 const KEEP_LINE_CAPACITY: usize = 128;
 /// Capacity each broadcast log keeps between turns.
 const LOG_KEEP: usize = 64 * 1024;
+/// A flush of at least this many connections is a *round*: until as long
+/// after it as it took, room output for members (not output meant for one
+/// connection) is held for the next round instead of written at once.
+const ROUND_MIN: usize = 2048;
+/// A connection holds at most this much room output for the next round;
+/// beyond it, it is flushed at once.
+const HOLD_MAX: usize = 16 * 1024;
 /// Listen backlog: a burst of thousands of connects must not hit SYN retries.
 const BACKLOG: i32 = 4096;
 
@@ -295,6 +309,13 @@ pub struct Server {
     logs: [Vec<u8>; VARIANTS],
     /// Connections with output to flush this turn.
     dirty: Vec<usize>,
+    /// Connections whose room output waits for the next round (see
+    /// [`ROUND_MIN`]); a key whose connection is no longer `held` is skipped.
+    held: Vec<usize>,
+    /// Until then, room output for members is held: as long after the last
+    /// round as that round took, so in a big, busy room flushing takes at
+    /// most about half the loop's time and each write carries many lines.
+    next_round: Instant,
     /// Connections to drop this turn.
     doomed: Vec<(usize, Gone)>,
     /// Connections with input not read yet, in the order they get their
@@ -428,6 +449,8 @@ impl Server {
             encode_scratch: Vec::new(),
             logs: std::array::from_fn(|_| Vec::with_capacity(LOG_KEEP)),
             dirty: Vec::new(),
+            held: Vec::new(),
+            next_round: Instant::now(),
             doomed: Vec::new(),
             ready: VecDeque::new(),
             tally: Tally::default(),
@@ -564,6 +587,9 @@ impl Server {
         }
         if let Some(t) = self.accept_paused {
             next = next.min(t);
+        }
+        if !self.held.is_empty() {
+            next = next.min(self.next_round);
         }
         if let Some(t) = self.shutdown_by {
             next = next.min(t);
@@ -757,6 +783,8 @@ impl Server {
             return;
         };
         conn.dirty = false;
+        conn.urgent = false;
+        conn.held = false;
         if conn.doomed {
             return;
         }
@@ -830,7 +858,36 @@ impl Server {
     /// connection once and drops the doomed ones, until neither is left (a
     /// drop may tell others, which dirties them). The lines reach the disk
     /// before any socket, so a line anyone received survives `kill -9`.
+    ///
+    /// **Rounds.** Writing costs a syscall per connection, whatever it
+    /// carries, so in a room of thousands a turn's flush is long (about
+    /// 5 µs per connection here) and a busy room would spend every turn
+    /// writing a few lines to everyone. After a flush of [`ROUND_MIN`] or
+    /// more connections (a round), room output for members is held, copied
+    /// into their buffers, for as long as that round took; then the next
+    /// round writes it all, one write per connection for many lines. Output
+    /// meant for one connection (a reply, a private message, a newcomer's
+    /// welcome and history, a hang-up) is never held, nor is more than
+    /// [`HOLD_MAX`] per connection, nor anything during shutdown. So a line
+    /// in a big room waits at most one round's time more; small rooms never
+    /// have rounds.
     fn settle(&mut self, now: Instant) {
+        let hold = self.shutdown_by.is_none() && now < self.next_round;
+        let mut released = 0;
+        if !hold && !self.held.is_empty() {
+            // The round is due: every held connection is flushed with the rest.
+            for key in std::mem::take(&mut self.held) {
+                if let Some(c) = self.conns.get_mut(key) {
+                    if c.held {
+                        c.held = false;
+                        released += 1;
+                        mark_dirty(c, key, &mut self.dirty);
+                    }
+                }
+            }
+        }
+        let started = Instant::now();
+        let mut flushed = 0;
         loop {
             if !self.doomed.is_empty() {
                 self.close_doomed(now);
@@ -845,17 +902,49 @@ impl Server {
                         log.shrink_to(LOG_KEEP);
                     }
                 }
-                return;
+                break;
             }
             let mut dirty = std::mem::take(&mut self.dirty);
             for &key in &dirty {
-                self.flush(key);
+                if !(hold && self.hold(key)) {
+                    self.flush(key);
+                    flushed += 1;
+                }
             }
             dirty.clear();
             if self.dirty.is_empty() {
                 self.dirty = dirty; // keep the capacity
             }
         }
+        if flushed >= ROUND_MIN {
+            let end = Instant::now();
+            let took = end - started;
+            self.next_round = end + took;
+            log::debug!(
+                "round: {flushed} connections flushed ({released} held since the last) in {took:?}"
+            );
+        }
+    }
+
+    /// Holds `key`'s room output for the next round, if it may wait: it
+    /// has no output meant for it alone, is not leaving, and holds little.
+    fn hold(&mut self, key: usize) -> bool {
+        let Some(c) = self.conns.get_mut(key) else {
+            return false;
+        };
+        if c.urgent || c.doomed || c.closing.is_some() {
+            return false;
+        }
+        c.take_log(&self.logs);
+        if c.pending() > HOLD_MAX {
+            return false;
+        }
+        c.dirty = false;
+        if !c.held {
+            c.held = true;
+            self.held.push(key);
+        }
+        true
     }
 
     /// Hands the lines recorded since the last call to the store, in one
