@@ -200,6 +200,9 @@ const ROUND_MIN: usize = 2048;
 /// A connection holds at most this much room output for the next round;
 /// beyond it, it is flushed at once.
 const HOLD_MAX: usize = 16 * 1024;
+/// Held output is written at once when the loop has had nothing to do for
+/// this long: holding pays only while more input keeps coming.
+const HOLD_IDLE: Duration = Duration::from_millis(1);
 /// Listen backlog: a burst of thousands of connects must not hit SYN retries.
 const BACKLOG: i32 = 4096;
 
@@ -559,7 +562,7 @@ impl Server {
                 self.next_sweep = now + self.sweep_every;
             }
             self.redis_turn(now);
-            self.settle(now);
+            self.settle(now, events.is_empty());
             if let Some(by) = self.shutdown_by {
                 // Done once every connection has been told, flushed and sent
                 // its FIN, and the cluster has its users back (or the drain
@@ -589,7 +592,7 @@ impl Server {
             next = next.min(t);
         }
         if !self.held.is_empty() {
-            next = next.min(self.next_round);
+            next = next.min(self.next_round).min(now + HOLD_IDLE);
         }
         if let Some(t) = self.shutdown_by {
             next = next.min(t);
@@ -868,11 +871,13 @@ impl Server {
     /// round writes it all, one write per connection for many lines. Output
     /// meant for one connection (a reply, a private message, a newcomer's
     /// welcome and history, a hang-up) is never held, nor is more than
-    /// [`HOLD_MAX`] per connection, nor anything during shutdown. So a line
-    /// in a big room waits at most one round's time more; small rooms never
-    /// have rounds.
-    fn settle(&mut self, now: Instant) {
-        let hold = self.shutdown_by.is_none() && now < self.next_round;
+    /// [`HOLD_MAX`] per connection, nor anything during shutdown, nor
+    /// anything once the loop was `idle` for [`HOLD_IDLE`] (no more input
+    /// to wait for). So a line in a big, busy room waits at most one
+    /// round's time more, one in a quiet big room about a millisecond, and
+    /// small rooms never have rounds.
+    fn settle(&mut self, now: Instant, idle: bool) {
+        let hold = self.shutdown_by.is_none() && now < self.next_round && !idle;
         let mut released = 0;
         if !hold && !self.held.is_empty() {
             // The round is due: every held connection is flushed with the rest.
