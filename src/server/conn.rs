@@ -105,7 +105,8 @@ pub struct Connection {
     /// How much of `out` has been written; advanced, never shifted per write.
     pub written: usize,
     /// Also pending, after `out`: its broadcast log's bytes from `log_from`
-    /// to `log_to` (empty when equal). Only set during a turn: a flush
+    /// to `log_to` (empty when equal). Only set during a turn, or while it
+    /// is `held` for the next round (the logs are kept until then): a flush
     /// writes them or copies what the kernel did not take into `out`.
     pub log_from: usize,
     /// End of this connection's range of its broadcast log.
@@ -118,12 +119,8 @@ pub struct Connection {
     pub writable: bool,
     /// Already in the loop's list of connections to flush.
     pub dirty: bool,
-    /// Got output meant for it alone (a private line, a reply, its own
-    /// history, a hang-up) since its last flush: flushed this turn, never
-    /// held for the next round (see `Server::settle`).
-    pub urgent: bool,
     /// In the loop's list of connections whose room output waits for the
-    /// next round (copied into `out`).
+    /// next round (its range of the logs, kept until then).
     pub held: bool,
     /// Already in the loop's list of connections to drop.
     pub doomed: bool,
@@ -178,7 +175,6 @@ impl Connection {
             accepted: now,
             writable: false,
             dirty: false,
-            urgent: false,
             held: false,
             doomed: false,
             closing: None,
@@ -233,7 +229,7 @@ impl Connection {
     /// Writes its private bytes, then its range of `logs`, until done or
     /// `WouldBlock`: one `writev` per call (over TLS: one hand-over to the
     /// session, then its records); what was not taken moves into `out` (the
-    /// logs are emptied at the end of the turn).
+    /// logs are emptied once no connection is held for a round).
     pub fn write_out(&mut self, logs: &[Vec<u8>; VARIANTS]) -> io::Result<Flushed> {
         while self.written < self.out.len() || self.log_from < self.log_to || self.tls_wants_write()
         {
@@ -355,7 +351,6 @@ impl Wire<'_> {
         }
         c.take_log(self.logs);
         c.out.extend_from_slice(bytes);
-        c.urgent = true;
         mark_dirty(c, to, self.dirty);
     }
 }
@@ -377,7 +372,6 @@ impl Outbox for Wire<'_> {
         } else {
             c.out.extend_from_slice(line);
         }
-        c.urgent = true;
         mark_dirty(c, to, self.dirty);
     }
 
@@ -398,7 +392,6 @@ impl Outbox for Wire<'_> {
             self.tally.deliveries += 1;
             c.take_log(self.logs);
             encode(c.variant, id, line, &mut c.out, self.scratch);
-            c.urgent = true;
             mark_dirty(c, *one, self.dirty);
             return;
         }
@@ -445,7 +438,6 @@ impl Outbox for Wire<'_> {
             }
             c.closing.get_or_insert(self.close_by);
             c.leave(self.places);
-            c.urgent = true;
             mark_dirty(c, id, self.dirty);
         }
     }

@@ -307,8 +307,10 @@ pub struct Server {
     scratch: Vec<u8>,
     /// A scratch buffer for encoding a line twice (ids and WebSocket).
     encode_scratch: Vec<u8>,
-    /// This turn's broadcast lines, one log per way a line can look, each
-    /// line stored once; emptied once every connection has been flushed.
+    /// This turn's broadcast lines (and, while connections are held for a
+    /// round, those since the last round), one log per way a line can
+    /// look, each line stored once; emptied once every connection has been
+    /// flushed and none is held.
     logs: [Vec<u8>; VARIANTS],
     /// Connections with output to flush this turn.
     dirty: Vec<usize>,
@@ -786,7 +788,6 @@ impl Server {
             return;
         };
         conn.dirty = false;
-        conn.urgent = false;
         conn.held = false;
         if conn.doomed {
             return;
@@ -866,11 +867,12 @@ impl Server {
     /// carries, so in a room of thousands a turn's flush is long (about
     /// 5 µs per connection here) and a busy room would spend every turn
     /// writing a few lines to everyone. After a flush of [`ROUND_MIN`] or
-    /// more connections (a round), room output for members is held, copied
-    /// into their buffers, for as long as that round took; then the next
-    /// round writes it all, one write per connection for many lines. Output
-    /// meant for one connection (a reply, a private message, a newcomer's
-    /// welcome and history, a hang-up) is never held, nor is more than
+    /// more connections (a round), room output for members is held (their
+    /// ranges of the logs, which are kept meanwhile: nothing is copied) for
+    /// as long as that round took; then the next round writes it all, one
+    /// write per connection for many lines. A connection with private bytes
+    /// (a reply, a private message, a newcomer's welcome and history, a
+    /// hang-up, or what the kernel refused) is never held, nor is more than
     /// [`HOLD_MAX`] per connection, nor anything during shutdown, nor
     /// anything once the loop was `idle` for [`HOLD_IDLE`] (no more input
     /// to wait for). So a line in a big, busy room waits at most one
@@ -900,18 +902,20 @@ impl Server {
             }
             self.save_history(now);
             if self.dirty.is_empty() {
-                // Every range of the logs has been written or copied out.
-                for log in &mut self.logs {
-                    log.clear();
-                    if log.capacity() > 4 * LOG_KEEP {
-                        log.shrink_to(LOG_KEEP);
+                if self.held.is_empty() {
+                    // Every range of the logs has been written or copied out.
+                    for log in &mut self.logs {
+                        log.clear();
+                        if log.capacity() > 4 * LOG_KEEP {
+                            log.shrink_to(LOG_KEEP);
+                        }
                     }
                 }
                 break;
             }
             let mut dirty = std::mem::take(&mut self.dirty);
             for &key in &dirty {
-                if !(hold && self.hold(key)) {
+                if !(hold && self.try_hold(key)) {
                     self.flush(key);
                     flushed += 1;
                 }
@@ -931,16 +935,17 @@ impl Server {
         }
     }
 
-    /// Holds `key`'s room output for the next round, if it may wait: it
-    /// has no output meant for it alone, is not leaving, and holds little.
-    fn hold(&mut self, key: usize) -> bool {
+    /// Holds `key`'s room output for the next round, if it may wait: all
+    /// it has is its range of the logs (private bytes are output meant for
+    /// it alone, or what the kernel refused), little of it, and it is not
+    /// leaving. Its range stays in the logs, which are kept until the round.
+    fn try_hold(&mut self, key: usize) -> bool {
         let Some(c) = self.conns.get_mut(key) else {
             return false;
         };
-        if c.urgent || c.doomed || c.closing.is_some() {
+        if c.written < c.out.len() || c.doomed || c.closing.is_some() {
             return false;
         }
-        c.take_log(&self.logs);
         if c.pending() > HOLD_MAX {
             return false;
         }
