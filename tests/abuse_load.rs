@@ -2,23 +2,14 @@
 mod common;
 mod support;
 
-use std::io::{Read, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::io::Read;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{Server, WAIT};
-use support::{room_works, wait_log, Drain};
+use support::{one_at_a_time, room_works, wait_log, Drain, Flood};
 
 const TOO_FAST: &str = "[SERVER]: You are sending too fast";
-
-/// The tests here load the machine on purpose; one at a time, so that one's
-/// load does not starve another's readers (2 shared cores in CI).
-static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// One user never reads while another sends big lines as fast as it can:
 /// the stalled user is dropped with the reason, a third user's round trips
@@ -37,24 +28,7 @@ fn slow_reader_is_dropped_others_unaffected() {
 
     // The sender's own echo must be read, or it would be the slow one.
     let echo = Drain::start(&sender.stream, 0);
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let mut out = sender.stream.try_clone().unwrap();
-    let flood = std::thread::spawn(move || {
-        // 16 lines of 4000 bytes every 10 ms (at most ~6 MB/s, so readers
-        // that read keep up even on a busy machine), at most 400 MB: far
-        // past what the kernel's socket buffers absorb.
-        let batch = format!("{}\n", "x".repeat(4000)).repeat(16);
-        let mut sent = 0u64;
-        while !stop2.load(Ordering::Relaxed) && sent < 400 << 20 {
-            if out.write_all(batch.as_bytes()).is_err() {
-                break;
-            }
-            sent += batch.len() as u64;
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        sent
-    });
+    let flood = Flood::start(&sender.stream);
 
     let dropped = "[SERVER]: slow has disconnected (too slow to read).";
     let mut worst = Duration::ZERO;
@@ -91,8 +65,7 @@ fn slow_reader_is_dropped_others_unaffected() {
         }
         std::thread::sleep(Duration::from_millis(2)); // pacing, not a barrier
     }
-    stop.store(true, Ordering::Relaxed);
-    let sent = flood.join().unwrap();
+    let sent = flood.stop();
     eprintln!(
         "slow reader: {} MB sent, dropped after {dropped_at:?}, {pings} pings, worst round trip {worst:?}, \
          RSS baseline {baseline} KiB, peak {peak_rss} KiB",

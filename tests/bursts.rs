@@ -6,49 +6,9 @@ mod support;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::Client;
-use support::room;
-
-/// The tests here load the machine on purpose; one at a time, so that one's
-/// load does not starve another's readers (2 shared cores in CI).
-static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Line `i` of sender `s`: `s{s} {i:03} ` padded with `x` to `len` bytes.
-fn paste_line(s: usize, i: usize, len: usize) -> String {
-    let head = format!("s{s} {i:03} ");
-    format!("{head}{}", "x".repeat(len - head.len()))
-}
-
-/// Reads on a thread until `want` lines whose text starts with `s<digit>` arrived;
-/// fails on a drop notice or EOF. Returns those lines, in arrival order.
-fn read_pastes(mut c: Client, want: usize) -> JoinHandle<Vec<String>> {
-    std::thread::spawn(move || {
-        let mut got = Vec::with_capacity(want);
-        while got.len() < want {
-            let Some(line) = c.try_line() else {
-                panic!("EOF after {} of {want} lines", got.len());
-            };
-            assert!(
-                !line.contains("too slow to read"),
-                "a reader was dropped: {line}"
-            );
-            let pasted = line.split_once(": ").is_some_and(|(_, text)| {
-                text.starts_with('s') && text[1..].starts_with(|c: char| c.is_ascii_digit())
-            });
-            if pasted {
-                got.push(line);
-            }
-        }
-        got
-    })
-}
+use support::{one_at_a_time, paste_line, read_pastes, room};
 
 /// `readers` users who read promptly and `senders` users who read too and
 /// each paste `lines` lines of `len` bytes in one write, all in the same
@@ -66,7 +26,7 @@ fn burst(args: &[&str], readers: usize, senders: usize, lines: usize, len: usize
         if i < senders {
             writers.push(c.stream.try_clone().unwrap());
         }
-        handles.push(read_pastes(c, total));
+        handles.push(read_pastes(Box::new(c), total));
     }
     let gate = Arc::new(Barrier::new(senders));
     let pasters: Vec<_> = writers
@@ -145,7 +105,7 @@ fn a_flooder_who_reads_and_a_reader_who_probes_both_stay() {
             w.write_all(line.as_bytes()).unwrap();
         }
     });
-    let echo = read_pastes(flood, LINES);
+    let echo = read_pastes(Box::new(flood), LINES);
     let mut got = 0;
     let mut probes = 0;
     let mut last_probe = Instant::now();

@@ -21,7 +21,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 use common::{Client, Server, WAIT};
-use support::wait_log;
+use support::{wait_log, Chat};
 use tls_support::{tls_server, Pki};
 
 /// A client configuration that trusts the CA in `ca`.
@@ -85,6 +85,13 @@ impl TlsUser {
         certs[0].to_vec()
     }
 
+    /// The raw socket under the session.
+    fn socket(&self) -> &TcpStream {
+        &self.r.get_ref().sock
+    }
+}
+
+impl Chat for TlsUser {
     fn send(&mut self, line: &str) {
         let s = self.r.get_mut();
         s.write_all(format!("{line}\n").as_bytes()).unwrap();
@@ -101,28 +108,6 @@ impl TlsUser {
             Err(e) if e.kind() == ErrorKind::ConnectionReset => None,
             Err(e) => panic!("TLS read: {e} (partial {buf:?})"),
         }
-    }
-
-    fn expect_prefix(&mut self, prefix: &str) -> String {
-        let l = self.try_line().expect("a line");
-        assert!(l.starts_with(prefix), "expected {prefix:?}..., got {l:?}");
-        l
-    }
-
-    fn read_until(&mut self, want: &str) -> Vec<String> {
-        let mut before = Vec::new();
-        loop {
-            match self.try_line() {
-                Some(l) if l == want => return before,
-                Some(l) => before.push(l),
-                None => panic!("end before {want:?}; got {before:?}"),
-            }
-        }
-    }
-
-    /// The raw socket under the session.
-    fn socket(&self) -> &TcpStream {
-        &self.r.get_ref().sock
     }
 }
 

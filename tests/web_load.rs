@@ -8,23 +8,14 @@ mod webclient;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tungstenite::protocol::WebSocketConfig;
 
 use common::{Server, WAIT};
-use support::{wait_log, Drain};
+use support::{one_at_a_time, paste_line, read_pastes, wait_log, Drain, Flood};
 use webclient::{metrics, web, Chat, WsClient};
-
-/// The tests here load the machine on purpose; one at a time.
-static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// §5 and §9: a WebSocket user who never reads while another user floods
 /// is dropped as too slow, like a TCP one; the others are told why, a
@@ -41,21 +32,7 @@ fn slow_ws_reader_is_dropped_like_a_tcp_one() {
     let sender = server.login("sender");
     pinger.read_until("[SERVER]: sender joined the chat!");
     let echo = Drain::start(&sender.stream, 0);
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let mut out = sender.stream.try_clone().unwrap();
-    let flood = std::thread::spawn(move || {
-        let batch = format!("{}\n", "x".repeat(4000)).repeat(16);
-        let mut sent = 0u64;
-        while !stop2.load(Ordering::Relaxed) && sent < 400 << 20 {
-            if out.write_all(batch.as_bytes()).is_err() {
-                break;
-            }
-            sent += batch.len() as u64;
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        sent
-    });
+    let flood = Flood::start(&sender.stream);
     let dropped = "[SERVER]: slow has disconnected (too slow to read).";
     let mut worst = Duration::ZERO;
     let mut peak_rss = 0;
@@ -83,8 +60,7 @@ fn slow_ws_reader_is_dropped_like_a_tcp_one() {
         };
         std::thread::sleep(Duration::from_millis(2));
     }
-    stop.store(true, Ordering::Relaxed);
-    let sent = flood.join().unwrap();
+    let sent = flood.stop();
     eprintln!(
         "slow WebSocket reader dropped after {:?}: {} MB sent, {pings} pings, worst round trip {worst:?}, \
          RSS {baseline} KiB before, peak {peak_rss} KiB",
@@ -107,33 +83,6 @@ fn slow_ws_reader_is_dropped_like_a_tcp_one() {
     drop(echo);
     pinger.send("/who");
     pinger.read_until_match(|l| l.starts_with("[SERVER]: 2 users online: pinger, sender"));
-}
-
-/// Line `i` of paster `s`: `s{s} {i:03} ` padded with `x` to `len` bytes.
-fn paste_line(s: usize, i: usize, len: usize) -> String {
-    let head = format!("s{s} {i:03} ");
-    format!("{head}{}", "x".repeat(len - head.len()))
-}
-
-/// Reads on a thread until `want` pasted lines arrived; fails on a drop
-/// notice or the end. Returns those lines in arrival order.
-fn read_pastes(mut c: Box<dyn Chat + Send>, want: usize) -> JoinHandle<Vec<String>> {
-    std::thread::spawn(move || {
-        let mut got = Vec::with_capacity(want);
-        while got.len() < want {
-            let Some(line) = c.try_line() else {
-                panic!("closed after {} of {want} lines", got.len());
-            };
-            assert!(!line.contains("too slow"), "a reader was dropped: {line}");
-            let pasted = line.split_once(": ").is_some_and(|(_, text)| {
-                text.starts_with('s') && text[1..].starts_with(|c: char| c.is_ascii_digit())
-            });
-            if pasted {
-                got.push(line);
-            }
-        }
-        got
-    })
 }
 
 /// §5 and §9: 20 WebSocket readers and 2 TCP readers while two TCP users

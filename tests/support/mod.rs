@@ -8,7 +8,7 @@ use std::io::Write;
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -254,4 +254,145 @@ impl Rng {
     pub fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next() as u8).collect()
     }
+}
+
+/// What a chat user does, whatever the transport.
+pub trait Chat {
+    /// Sends one line (an LF-terminated line on TCP, a text message on
+    /// WebSocket).
+    fn send(&mut self, line: &str);
+
+    /// The next line, or `None` once the server closed. Panics on a timeout.
+    fn try_line(&mut self) -> Option<String>;
+
+    /// The next line; panics on EOF or timeout.
+    fn line(&mut self) -> String {
+        self.try_line()
+            .expect("connection closed while a line was expected")
+    }
+
+    /// Asserts that the next line is exactly `want`.
+    fn expect(&mut self, want: &str) {
+        assert_eq!(self.line(), want);
+    }
+
+    /// Asserts that the next line starts with `prefix`; returns it.
+    fn expect_prefix(&mut self, prefix: &str) -> String {
+        let got = self.line();
+        assert!(
+            got.starts_with(prefix),
+            "expected {prefix:?}..., got {got:?}"
+        );
+        got
+    }
+
+    /// Reads lines until one equals `want`; returns the lines before it.
+    fn read_until(&mut self, want: &str) -> Vec<String> {
+        let mut before = Vec::new();
+        loop {
+            match self.try_line() {
+                Some(l) if l == want => return before,
+                Some(l) => before.push(l),
+                None => panic!("EOF before {want:?}; got {before:?}"),
+            }
+        }
+    }
+
+    /// A barrier: sends `/ping TOKEN`; returns the lines before the pong.
+    fn sync(&mut self, token: &str) -> Vec<String> {
+        self.send(&format!("/ping {token}"));
+        self.read_until(&format!("/pong {token}"))
+    }
+
+    /// Reads until the server closes; returns the lines before that.
+    fn expect_eof(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Some(l) = self.try_line() {
+            lines.push(l);
+        }
+        lines
+    }
+}
+
+impl Chat for Client {
+    fn send(&mut self, line: &str) {
+        Client::send(self, line);
+    }
+
+    fn try_line(&mut self) -> Option<String> {
+        Client::try_line(self)
+    }
+}
+
+/// Tests that load the machine on purpose take this lock, one at a time,
+/// so that one's load does not starve another's readers (2 shared cores in
+/// CI). One lock per test binary.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A flood on its own thread, written to a logged-in user's socket: 16 lines
+/// of 4,000 bytes every 10 ms (at most ~6 MB/s, so readers that read keep up
+/// even on a busy machine), at most 400 MB: far past what the kernel's
+/// socket buffers absorb.
+pub struct Flood {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<u64>,
+}
+
+impl Flood {
+    /// Starts flooding through a clone of `stream`.
+    pub fn start(stream: &TcpStream) -> Flood {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let mut out = stream.try_clone().unwrap();
+        let thread = std::thread::spawn(move || {
+            let batch = format!("{}\n", "x".repeat(4000)).repeat(16);
+            let mut sent = 0u64;
+            while !stopped.load(Ordering::Relaxed) && sent < 400 << 20 {
+                if out.write_all(batch.as_bytes()).is_err() {
+                    break;
+                }
+                sent += batch.len() as u64;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            sent
+        });
+        Flood { stop, thread }
+    }
+
+    /// Stops the flood; returns the bytes it sent.
+    pub fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+/// Line `i` of paster `s`: `s{s} {i:03} ` padded with `x` to `len` bytes.
+pub fn paste_line(s: usize, i: usize, len: usize) -> String {
+    let head = format!("s{s} {i:03} ");
+    format!("{head}{}", "x".repeat(len - head.len()))
+}
+
+/// Reads on a thread until `want` pasted lines ([`paste_line`], from any
+/// sender) arrived; fails on a drop notice or the end. Returns those lines
+/// in arrival order.
+pub fn read_pastes(mut c: Box<dyn Chat + Send>, want: usize) -> JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        let mut got = Vec::with_capacity(want);
+        while got.len() < want {
+            let Some(line) = c.try_line() else {
+                panic!("closed after {} of {want} lines", got.len());
+            };
+            assert!(!line.contains("too slow"), "a reader was dropped: {line}");
+            let pasted = line.split_once(": ").is_some_and(|(_, text)| {
+                text.starts_with('s') && text[1..].starts_with(|c: char| c.is_ascii_digit())
+            });
+            if pasted {
+                got.push(line);
+            }
+        }
+        got
+    })
 }

@@ -3,8 +3,9 @@
 //! HTTP requests, hand-made frames for what a real client never sends, and
 //! `/metrics` parsed as Prometheus text.
 //!
-//! [`Chat`] is what a chat user does, over TCP ([`Client`]) or WebSocket
-//! ([`WsClient`]), so one test can drive both transports the same way.
+//! [`Chat`] (from `support`, re-exported here) is what a chat user does,
+//! over TCP, TLS or WebSocket ([`WsClient`] here), so one test can drive
+//! every transport the same way.
 //! Use with `mod common; mod support; mod webclient;` in a test file.
 #![allow(dead_code)]
 
@@ -22,75 +23,8 @@ use tungstenite::protocol::frame::{CloseFrame, Frame, FrameHeader};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
 
-use crate::common::{Client, Server, WAIT};
-
-/// What a chat user does, whatever the transport.
-pub trait Chat {
-    /// Sends one line (an LF-terminated line on TCP, a text message on
-    /// WebSocket).
-    fn send(&mut self, line: &str);
-
-    /// The next line, or `None` once the server closed. Panics on a timeout.
-    fn try_line(&mut self) -> Option<String>;
-
-    /// The next line; panics on EOF or timeout.
-    fn line(&mut self) -> String {
-        self.try_line()
-            .expect("connection closed while a line was expected")
-    }
-
-    /// Asserts that the next line is exactly `want`.
-    fn expect(&mut self, want: &str) {
-        assert_eq!(self.line(), want);
-    }
-
-    /// Asserts that the next line starts with `prefix`; returns it.
-    fn expect_prefix(&mut self, prefix: &str) -> String {
-        let got = self.line();
-        assert!(
-            got.starts_with(prefix),
-            "expected {prefix:?}..., got {got:?}"
-        );
-        got
-    }
-
-    /// Reads lines until one equals `want`; returns the lines before it.
-    fn read_until(&mut self, want: &str) -> Vec<String> {
-        let mut before = Vec::new();
-        loop {
-            match self.try_line() {
-                Some(l) if l == want => return before,
-                Some(l) => before.push(l),
-                None => panic!("EOF before {want:?}; got {before:?}"),
-            }
-        }
-    }
-
-    /// A barrier: sends `/ping TOKEN`; returns the lines before the pong.
-    fn sync(&mut self, token: &str) -> Vec<String> {
-        self.send(&format!("/ping {token}"));
-        self.read_until(&format!("/pong {token}"))
-    }
-
-    /// Reads until the server closes; returns the lines before that.
-    fn expect_eof(&mut self) -> Vec<String> {
-        let mut lines = Vec::new();
-        while let Some(l) = self.try_line() {
-            lines.push(l);
-        }
-        lines
-    }
-}
-
-impl Chat for Client {
-    fn send(&mut self, line: &str) {
-        Client::send(self, line);
-    }
-
-    fn try_line(&mut self) -> Option<String> {
-        Client::try_line(self)
-    }
-}
+use crate::common::{Server, WAIT};
+pub use crate::support::Chat;
 
 /// A WebSocket chat user on `GET /ws`, as a browser is one.
 pub struct WsClient {
