@@ -760,22 +760,7 @@ fn targets(cli: &Cli, duration: f64) -> Result<bool, String> {
         duration: (duration / 2.0).max(2.0),
         ..Load::default()
     };
-    let plan = RampPlan {
-        from: 1000.0,
-        ..RampPlan::default()
-    };
-    let under = server_for(&cli.server, load.clients)?;
-    println!(
-        "ramp: 1,000 clients, 10 senders, 64 B lines, {} s per step",
-        load.duration
-    );
-    let r = scenario::ramp(&under.target(), &load, &plan, |s| {
-        println!("{}", s.short(plan.limit_ns));
-    })
-    .map_err(e)?;
-    drop(under);
-    println!("{}", r.text());
-    json.push(r.json());
+    let r = ramp_run(cli, &load, &mut json)?;
     rows.push(Row {
         what: "ramp: highest fan-out rate with p99 <= 50 ms, 0 lost (1,000 users)".into(),
         goal: ">= 3,000,000 deliveries/s".into(),
@@ -844,10 +829,14 @@ fn ramp_run(cli: &Cli, load: &Load, json: &mut Vec<String>) -> Result<scenario::
         ..RampPlan::default()
     };
     let under = web_server_for(&cli.server, load.clients, load.ws_share > 0.0)?;
+    let transport = if cli.server.tls {
+        "TLS".into()
+    } else {
+        transport_name(load.ws_share)
+    };
     println!(
-        "ramp: {} clients ({}), {} senders, {} B lines, {} s per step",
+        "ramp: {} clients ({transport}), {} senders, {} B lines, {} s per step",
         thousands(load.clients as f64),
-        transport_name(load.ws_share),
         load.senders,
         load.size,
         load.duration
@@ -1118,24 +1107,9 @@ fn tls_targets(cli: &Cli, duration: f64) -> Result<bool, String> {
         duration: (duration / 2.0).max(2.0),
         ..Load::default()
     };
-    let plan = RampPlan {
-        from: 1000.0,
-        ..RampPlan::default()
-    };
     let mut best = Vec::new();
     for (name, c) in [("plain", &plain), ("TLS", &tls)] {
-        let under = server_for(&c.server, load.clients)?;
-        println!(
-            "ramp ({name}): 1,000 clients, 10 senders, 64 B lines, {} s per step",
-            load.duration
-        );
-        let r = scenario::ramp(&under.target(), &load, &plan, |s| {
-            println!("{}", s.short(plan.limit_ns));
-        })
-        .map_err(e)?;
-        drop(under);
-        println!("{}", r.text());
-        json.push(r.json());
+        let r = ramp_run(c, &load, &mut json)?;
         best.push(r.best().map_or("none passed".into(), |b| {
             format!(
                 "{name}: {} deliveries/s ({} lines/s), p99 {}; {:.3} µs of server CPU per delivery",
