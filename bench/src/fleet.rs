@@ -870,7 +870,9 @@ impl Fleet {
                 }
             }
         };
-        if p.capacity() <= 1024 && self.clients[i].state != State::Gone {
+        // Kept unless the client is gone, or the buffer is empty and a
+        // long frame left it large (given back; never an unfinished frame).
+        if self.clients[i].state != State::Gone && !(p.is_empty() && p.capacity() > 1024) {
             self.clients[i].partial = p;
         }
         used
@@ -1229,6 +1231,31 @@ mod tests {
         assert_eq!(f.joins_for(10, 10), 55);
         // The first 4 joins went to everyone, the 6 later ones only to the newcomer.
         assert_eq!(f.joins_for(10, 4), 10 + 6);
+    }
+
+    #[test]
+    fn a_frame_cut_twice_is_read_whole() {
+        // One WebSocket client (its socket connects to a listener that never
+        // answers), already in the room.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut f = Fleet::new(&[addr], "b", 1, 64, 0)
+            .unwrap()
+            .websocket(addr, 1.0);
+        f.target = 1;
+        f.open_more();
+        f.clients[0].state = State::In;
+        // A server text frame of 3,000 bytes arriving in three reads: the
+        // part kept after the second is over 1 KiB.
+        let text = vec![b'x'; 3000];
+        let mut frame = vec![0x81, 126, (3000 >> 8) as u8, (3000 & 0xff) as u8];
+        frame.extend_from_slice(&text);
+        for chunk in [&frame[..10], &frame[10..1500], &frame[1500..]] {
+            f.take_frames(0, chunk, 0);
+        }
+        assert_eq!(f.clients[0].state, State::In);
+        assert_eq!(f.c.other, 1, "the line arrived once, whole");
+        assert!(f.clients[0].partial.is_empty());
     }
 
     #[test]

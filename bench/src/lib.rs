@@ -368,11 +368,7 @@ impl ServerProc {
                 c.key.display().to_string(),
             ]),
         }
-        let given = |flag: &str| {
-            extra
-                .iter()
-                .any(|a| a == flag || a.strip_prefix(flag).is_some_and(|v| v.starts_with('=')))
-        };
+        let given = |flag: &str| flag_value(extra, flag).is_some();
         let mut web_port = flag_value(extra, "--web-port").and_then(|v| v.parse().ok());
         if web && web_port.is_none() {
             let p = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
