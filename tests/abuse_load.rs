@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{Server, WAIT};
-use support::{one_at_a_time, room_works, wait_log, Drain, Flood};
+use support::{one_at_a_time, ping_until_dropped, room_works, wait_log, Drain, Flood};
 
 const TOO_FAST: &str = "[SERVER]: You are sending too fast";
 
@@ -30,46 +30,15 @@ fn slow_reader_is_dropped_others_unaffected() {
     let echo = Drain::start(&sender.stream, 0);
     let flood = Flood::start(&sender.stream);
 
-    let dropped = "[SERVER]: slow has disconnected (too slow to read).";
-    let mut worst = Duration::ZERO;
-    let mut peak_rss = 0;
-    let mut pings = 0;
-    let mut seen_drop = false;
-    let mut dropped_at = Duration::ZERO;
-    let mut after_drop = 0;
-    let t0 = Instant::now();
-    while after_drop < 20 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "slow reader never dropped"
-        );
-        let token = format!("p{pings}");
-        let t = Instant::now();
-        pinger.send(&format!("/ping {token}"));
-        let before = pinger.read_until(&format!("/pong {token}"));
-        worst = worst.max(t.elapsed());
-        pings += 1;
-        peak_rss = peak_rss.max(server.rss_kib());
-        if !seen_drop && before.iter().any(|l| l == dropped) {
-            seen_drop = true;
-            dropped_at = t0.elapsed();
-        }
-        for l in &before {
-            assert!(
-                l.starts_with("sender: ") || l == dropped,
-                "unexpected line {l:?}"
-            );
-        }
-        if seen_drop {
-            after_drop += 1;
-        }
-        std::thread::sleep(Duration::from_millis(2)); // pacing, not a barrier
-    }
+    let seen = ping_until_dropped(&server, &mut pinger, "slow");
     let sent = flood.stop();
+    let (worst, peak_rss) = (seen.worst, seen.peak_rss);
     eprintln!(
-        "slow reader: {} MB sent, dropped after {dropped_at:?}, {pings} pings, worst round trip {worst:?}, \
+        "slow reader: {} MB sent, dropped after {:?}, {} pings, worst round trip {worst:?}, \
          RSS baseline {baseline} KiB, peak {peak_rss} KiB",
-        sent >> 20
+        sent >> 20,
+        seen.dropped_at,
+        seen.pings
     );
     assert!(worst < Duration::from_secs(2), "round trip took {worst:?}");
     let bound = baseline + MAX_PENDING / 1024 + 30 * 1024;

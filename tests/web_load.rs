@@ -9,12 +9,12 @@ mod webclient;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tungstenite::protocol::WebSocketConfig;
 
 use common::{Server, WAIT};
-use support::{one_at_a_time, paste_line, read_pastes, wait_log, Drain, Flood};
+use support::{one_at_a_time, paste_line, ping_until_dropped, read_pastes, wait_log, Drain, Flood};
 use webclient::{metrics, web, Chat, WsClient};
 
 /// §5 and §9: a WebSocket user who never reads while another user floods
@@ -33,39 +33,15 @@ fn slow_ws_reader_is_dropped_like_a_tcp_one() {
     pinger.read_until("[SERVER]: sender joined the chat!");
     let echo = Drain::start(&sender.stream, 0);
     let flood = Flood::start(&sender.stream);
-    let dropped = "[SERVER]: slow has disconnected (too slow to read).";
-    let mut worst = Duration::ZERO;
-    let mut peak_rss = 0;
-    let mut after_drop = None;
-    let t0 = Instant::now();
-    let mut pings = 0;
-    while after_drop.is_none_or(|n| n < 20) {
-        assert!(t0.elapsed() < Duration::from_secs(60), "never dropped");
-        let token = format!("p{pings}");
-        let t = Instant::now();
-        let before = pinger.sync(&token);
-        worst = worst.max(t.elapsed());
-        pings += 1;
-        peak_rss = peak_rss.max(server.rss_kib());
-        for l in &before {
-            assert!(
-                l.starts_with("sender: ") || l == dropped,
-                "unexpected {l:?}"
-            );
-        }
-        after_drop = match after_drop {
-            None if before.iter().any(|l| l == dropped) => Some(0),
-            None => None,
-            Some(n) => Some(n + 1),
-        };
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let seen = ping_until_dropped(&server, &mut pinger, "slow");
     let sent = flood.stop();
+    let (worst, peak_rss) = (seen.worst, seen.peak_rss);
     eprintln!(
-        "slow WebSocket reader dropped after {:?}: {} MB sent, {pings} pings, worst round trip {worst:?}, \
+        "slow WebSocket reader dropped after {:?}: {} MB sent, {} pings, worst round trip {worst:?}, \
          RSS {baseline} KiB before, peak {peak_rss} KiB",
-        t0.elapsed(),
-        sent >> 20
+        seen.dropped_at,
+        sent >> 20,
+        seen.pings
     );
     assert!(worst < Duration::from_secs(2), "round trip took {worst:?}");
     assert!(

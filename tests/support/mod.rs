@@ -396,3 +396,57 @@ pub fn read_pastes(mut c: Box<dyn Chat + Send>, want: usize) -> JoinHandle<Vec<S
         got
     })
 }
+
+/// What [`ping_until_dropped`] saw.
+pub struct WhileFlooded {
+    /// The slowest `/ping` round trip.
+    pub worst: Duration,
+    /// The server's highest RSS, KiB, sampled after each round trip.
+    pub peak_rss: u64,
+    /// Round trips made.
+    pub pings: usize,
+    /// When the drop notice came, from the first ping.
+    pub dropped_at: Duration,
+}
+
+/// While another user floods (only its lines may arrive meanwhile),
+/// `pinger` pings every 2 ms until the notice that `slow` was dropped as too
+/// slow to read came, then 20 more times; fails after 60 s without it.
+pub fn ping_until_dropped(server: &Server, pinger: &mut Client, slow: &str) -> WhileFlooded {
+    let dropped = format!("[SERVER]: {slow} has disconnected (too slow to read).");
+    let mut seen = WhileFlooded {
+        worst: Duration::ZERO,
+        peak_rss: 0,
+        pings: 0,
+        dropped_at: Duration::ZERO,
+    };
+    let mut after_drop = None;
+    let t0 = Instant::now();
+    while after_drop.is_none_or(|n| n < 20) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "{slow} never dropped"
+        );
+        let t = Instant::now();
+        let before = pinger.sync(&format!("p{}", seen.pings));
+        seen.worst = seen.worst.max(t.elapsed());
+        seen.pings += 1;
+        seen.peak_rss = seen.peak_rss.max(server.rss_kib());
+        for l in &before {
+            assert!(
+                l.starts_with("sender: ") || *l == dropped,
+                "unexpected line {l:?}"
+            );
+        }
+        after_drop = match after_drop {
+            None if before.contains(&dropped) => {
+                seen.dropped_at = t0.elapsed();
+                Some(1)
+            }
+            None => None,
+            Some(n) => Some(n + 1),
+        };
+        std::thread::sleep(Duration::from_millis(2)); // pacing, not a barrier
+    }
+    seen
+}
