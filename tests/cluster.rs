@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use common::Client;
+use common::{Client, Server};
 use redis_support::{enter, login_ids, node, nodes, read_public, spread, welcome_with_ids, Redis};
 use support::nothing_before_marker;
 
@@ -401,4 +401,52 @@ fn a_user_resumes_on_another_server_after_its_server_died() {
             == 1,
         "her leave once: {replay:?}"
     );
+}
+
+/// `--cluster-name` and the `/DB` of `--redis` make separate rooms in one
+/// Redis: only servers with the same URL and name share a room (its lines,
+/// its names).
+#[test]
+fn cluster_name_and_db_separate_rooms() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let db1 = format!("{url}/1");
+    let a = Server::start(&["--redis", &url, "--cluster-name", "red"]);
+    let b = Server::start(&["--redis", &url, "--cluster-name", "blue"]);
+    let c = Server::start(&["--redis", &url, "--cluster-name", "red"]);
+    let d = Server::start(&["--redis", &db1, "--cluster-name", "red"]);
+    let mut alice = a.login("alice");
+    let mut carol = c.login("carol");
+    alice.read_until("[SERVER]: carol joined the chat!");
+    // The same name is free in the other rooms.
+    let mut blue = b.login("alice");
+    let mut other_db = d.login("alice");
+    alice.send("hello red");
+    alice.expect("alice: hello red");
+    carol.expect("alice: hello red");
+    for x in [&mut blue, &mut other_db] {
+        x.send("/who");
+        x.expect("[SERVER]: 1 user online: alice");
+        support::nothing_more(x);
+    }
+    carol.send("/who");
+    carol.expect("[SERVER]: 2 users online: alice, carol");
+}
+
+/// `--max-clients` stays per server: with 1 each, two servers of one room
+/// hold a user each, and each is full for a second one.
+#[test]
+fn max_clients_is_per_server() {
+    let redis = Redis::start();
+    let servers = nodes(&redis, 2, &["--max-clients", "1"]);
+    let mut alice = servers[0].login("alice");
+    let _bob = servers[1].login("bob");
+    alice.read_until("[SERVER]: bob joined the chat!");
+    for s in &servers {
+        let mut extra = s.connect();
+        assert_eq!(
+            extra.expect_eof(),
+            vec!["[SERVER]: The server is full; please try again later."]
+        );
+    }
 }

@@ -124,7 +124,8 @@ impl std::fmt::Display for Url {
 pub struct Settings {
     /// `--redis`.
     pub url: Url,
-    /// `--cluster-name`: the prefix of every key and channel.
+    /// `--cluster-name`: the prefix of every key and channel (with the
+    /// database, `NAME/DB`, when the URL names one other than 0).
     pub name: String,
     /// `--node-ttl`: a server silent this long is taken out of the room.
     pub node_ttl: Duration,
@@ -360,7 +361,13 @@ fn new_node_id() -> String {
 /// Connects to Redis at start: it must answer (or the server exits with one
 /// line). Loads the history and the names; the links go into the loop with
 /// [`Cluster::register`].
-pub fn start(settings: Settings) -> Result<(Cluster, Loaded), String> {
+pub fn start(mut settings: Settings) -> Result<(Cluster, Loaded), String> {
+    // Keys live in the database the URL names, but pub/sub channels are
+    // shared by all databases of a Redis: a room in another database gets
+    // a prefix of its own ('/' cannot be in a --cluster-name).
+    if settings.url.db != 0 {
+        settings.name = format!("{}/{}", settings.name, settings.url.db);
+    }
     let url = settings.url.clone();
     let fail = |e: &dyn std::fmt::Display| format!("cannot reach Redis at {url}: {e}");
     let addr = (url.host.as_str(), url.port)
