@@ -75,3 +75,30 @@ fn zero_means_always() {
     drop(others.pop());
     first.expect("[SERVER]: n11 has disconnected.");
 }
+
+/// Above the limit, `/nick` notices still go to everyone, and a leave by
+/// the idle timeout is as quiet as any other leave.
+#[test]
+fn above_the_limit_renames_are_told_and_timeouts_are_quiet() {
+    let server = Server::start(&["--announce-limit", "2", "--idle-timeout", "1.5"]);
+    let (mut a, _) = join(&server, "u1");
+    let (mut b, _) = join(&server, "u2");
+    a.expect("[SERVER]: u2 joined the chat!");
+    let (mut c, _) = join(&server, "u3"); // quiet: a room of 3
+    c.send("/nick u3b");
+    for x in [&mut a, &mut b, &mut c] {
+        x.expect("[SERVER]: u3 is now known as u3b.");
+    }
+    // u3b goes silent and times out (in 1.5 s); the others keep pinging
+    // (and so stay) for 3 s and hear nothing of it.
+    for _ in 0..6 {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        for x in [&mut a, &mut b] {
+            nothing_more(x);
+        }
+    }
+    let rest = c.expect_eof();
+    assert_eq!(rest.len(), 1, "its own notice, then EOF: {rest:?}");
+    a.send("/who");
+    a.expect_prefix("[SERVER]: 2 users online");
+}

@@ -75,7 +75,9 @@ fn help_lists_the_commands() {
         assert!(l.starts_with("[SERVER]: "), "{l:?}");
         text.push_str(&l);
     }
-    for cmd in ["/help", "/who", "/nick", "/msg", "/me", "/ping", "/quit"] {
+    for cmd in [
+        "/help", "/who", "/nick", "/msg", "/me", "/ping", "/quit", "/history", "/ids", "/since",
+    ] {
         assert!(text.contains(cmd), "{cmd} missing from {text:?}");
     }
     let [a, b] = &mut c[..] else { unreachable!() };

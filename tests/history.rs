@@ -575,6 +575,24 @@ fn history_command_bounds() {
     nothing_more(&mut a);
 }
 
+/// The default `--history` is 200: `/history 500` after 230 lines shows
+/// the last 200, and a newcomer's block the last 20 of them.
+#[test]
+fn default_history_keeps_200_lines() {
+    let server = Server::start(&["--rate", "0"]);
+    let mut a = server.login("alice");
+    let lines = say(&mut a, "alice", 230, "m");
+    a.send("/history 500");
+    a.expect(&head(200));
+    assert_eq!(a.read_until(HISTORY_END), lines[30..]);
+    let mut b = server.connect();
+    b.expect_prefix("[SERVER]: Welcome!");
+    b.send("bob");
+    b.expect_prefix("[SERVER]: Welcome to the chat, bob!");
+    b.expect(&head(20));
+    assert_eq!(b.read_until(HISTORY_END), lines[210..]);
+}
+
 /// `--history 0`: nothing kept, no block for newcomers, `/history` says
 /// so with an empty block, and ids still count, so `/since` says how many
 /// lines are lost.

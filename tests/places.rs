@@ -115,3 +115,43 @@ fn default_flags_admit_a_hundred_loopback_connections() {
     last.send("/who");
     last.expect("[SERVER]: 1 user online: last");
 }
+
+/// A user whose client sent EOF (half-closed, still able to read) has left:
+/// once the others were told, its place is free while its last bytes drain.
+#[test]
+fn an_eof_frees_its_place_before_its_socket_closes() {
+    let (server, mut c) = room(&["--max-clients", "3"], &["alice", "bob", "carol"]);
+    c[2].shutdown_write();
+    c[0].expect("[SERVER]: carol has disconnected.");
+    let mut erin = server.connect();
+    assert_ne!(
+        erin.line(),
+        FULL,
+        "erin was refused although carol had left"
+    );
+    erin.send("erin");
+    erin.read_until("[SERVER]: erin joined the chat!");
+    c[0].expect("[SERVER]: erin joined the chat!");
+}
+
+/// `--per-ip-exempt` is a list of addresses and CIDR prefixes: 127.0.0.1
+/// listed (beside a prefix it is not in) is not capped; listed only under
+/// prefixes it is not in, it is.
+#[test]
+fn per_ip_exempt_takes_addresses_and_prefixes() {
+    for (exempt, capped) in [
+        ("10.0.0.0/8,127.0.0.1", false),
+        ("127.0.0.0/8", false),
+        ("192.168.0.0/16,::1", true),
+    ] {
+        let server = Server::start(&["--max-per-ip", "1", "--per-ip-exempt", exempt]);
+        let mut first = server.connect();
+        first.expect_prefix("[SERVER]: Welcome");
+        let mut second = server.connect();
+        if capped {
+            assert_eq!(second.expect_eof(), vec![PER_IP], "{exempt}");
+        } else {
+            second.expect_prefix("[SERVER]: Welcome");
+        }
+    }
+}

@@ -389,6 +389,17 @@ fn malformed_head_is_400() {
     assert_eq!(get(w, "/healthz").code, 200);
 }
 
+/// §9 reading: a method other than GET gets `405`, on any path.
+#[test]
+fn other_methods_are_405() {
+    let server = Server::start(&[]);
+    let w = web(&server);
+    for (method, path) in [("POST", "/"), ("PUT", "/ws"), ("DELETE", "/healthz")] {
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: {w}\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(request(w, req.as_bytes()).code, 405, "{method} {path}");
+    }
+}
+
 /// §9: a head that is not complete within `--login-timeout` of the accept
 /// is closed, even while bytes keep trickling in (slowloris), and counted
 /// as a login timeout.
