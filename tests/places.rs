@@ -155,3 +155,18 @@ fn per_ip_exempt_takes_addresses_and_prefixes() {
         }
     }
 }
+
+/// The default `--max-per-ip` is 20: without exemptions the 21st
+/// connection from 127.0.0.1 is refused with the per-address notice.
+#[test]
+fn default_per_ip_cap_is_20() {
+    let server = Server::start(&["--per-ip-exempt", ""]);
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        let mut c = server.connect();
+        c.expect_prefix("[SERVER]: Welcome");
+        held.push(c);
+    }
+    let mut extra = server.connect();
+    assert_eq!(extra.expect_eof(), vec![PER_IP]);
+}

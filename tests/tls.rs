@@ -771,3 +771,31 @@ fn sigterm_tells_tls_users_and_ends_their_sessions_cleanly() {
     assert!(read_to_close(half, WAIT).is_empty());
     assert_eq!(server.wait_exit(WAIT), Some(0));
 }
+
+/// §11 reading: over TLS a connection beyond `--max-clients` is closed
+/// without the notice (it would need a handshake first): it gets no
+/// plaintext at all, and the user inside is not disturbed.
+#[test]
+fn tls_beyond_max_clients_is_closed_without_a_notice() {
+    let pki = Pki::new("limit test CA");
+    let (cert, key, _) = pki.server("srv", &["localhost", "127.0.0.1"]);
+    let server = tls_server(&cert, &key, &["--no-plain", "--max-clients", "1"]);
+    let mut inside = TlsUser::login(&server, &pki.ca, "inside");
+    // A raw connection sees the close and not one byte before it.
+    let mut raw = TcpStream::connect(server.tls_addr.unwrap()).unwrap();
+    raw.set_read_timeout(Some(WAIT)).unwrap();
+    let mut got = Vec::new();
+    match raw.read_to_end(&mut got) {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the refused connection stayed open: {e}"),
+    }
+    assert!(
+        got.is_empty(),
+        "bytes reached a refused connection: {got:?}"
+    );
+    // A TLS client is refused too.
+    assert!(tls_connect(server.tls_addr.unwrap(), &pki.ca, "localhost").is_err());
+    inside.send("/who");
+    inside.expect("[SERVER]: 1 user online: inside");
+}
